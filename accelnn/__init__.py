@@ -1,0 +1,22 @@
+"""accelnn: the classic MLP math (forward propagation, backprop, gradient descent) written once,
+run fast on NumPy, Numba or CuPy. Pick a backend with ACCELNN_BACKEND or accelnn.set_backend."""
+
+from accelnn import datasets
+from accelnn._version import __version__
+from accelnn.backends import (
+    Backend,
+    BackendError,
+    available_backends,
+    get_backend,
+    set_backend,
+    use_backend,
+)
+from accelnn.gradcheck import gradcheck
+from accelnn.model import MLP, DivergenceError, History
+from accelnn.optimizers import SGD, Adam, Optimizer
+
+__all__ = [
+    "MLP", "History", "DivergenceError", "gradcheck", "datasets",
+    "Backend", "BackendError", "get_backend", "set_backend", "use_backend", "available_backends",
+    "Optimizer", "SGD", "Adam", "__version__",
+]

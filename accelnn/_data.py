@@ -1,0 +1,71 @@
+"""Input checking and conversion, done once per call before anything in a model changes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def resolve_dtype(dtype=None) -> np.dtype:
+    """The model float: `dtype` when given, else ACCELNN_DTYPE, else float32."""
+    source = ""
+    if dtype is None:
+        dtype, source = os.environ.get("ACCELNN_DTYPE") or "float32", " (from ACCELNN_DTYPE)"
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in DTYPES.values():
+        raise ValueError(f"unsupported dtype {dtype!r}{source}; choose float32 or float64")
+    return dt
+
+
+def _dtype_kind(a) -> str:
+    return np.dtype(a.dtype).kind
+
+
+def host_array(x, name: str) -> np.ndarray:
+    """A NumPy view or copy of anything array-like: lists, __array__, __dlpack__ producers
+    (a device array is copied to the host), or a backend array."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):  # a CuPy array
+        return x.get()
+    if hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
+        return np.from_dlpack(x)
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be read as an array: {exc}") from exc
+
+
+def check_X(backend, X, dtype, n_features: int):
+    """Validate features and return them as a C-contiguous backend array of `dtype`.
+
+    Rejects: anything that is not a 2-D array of numbers (bool, int or float; complex, text and
+    objects are refused), an empty array, a wrong number of columns, NaN or Inf."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    try:
+        arr = backend.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"X could not be read as an array: {exc}") from exc
+    if _dtype_kind(arr) not in "biuf":
+        raise TypeError(f"X must hold numbers (bool, int or float), got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = (" Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
+                "sample." if arr.ndim == 1 else "")
+        raise ValueError(f"X must be 2-D (samples, features), got shape {arr.shape}.{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError("X is empty: it has 0 samples")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"X has {arr.shape[1]} features, but the model's input layer has "
+                         f"{n_features}")
+    arr = backend.asarray(arr, dtype)
+    if not backend.all_finite(arr):
+        raise ValueError("X contains NaN or Inf")
+    return arr
+

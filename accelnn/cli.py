@@ -1,0 +1,100 @@
+"""The `accelnn` command: `info`, `demo`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _info(args) -> int:
+    import accelnn
+    from accelnn._data import resolve_dtype
+    from accelnn.backends import BackendError, auto_choice
+    from accelnn.machine import machine_info
+
+    m = machine_info()
+    print(f"accelnn {accelnn.__version__}  Python {m['python']}  numpy {m['numpy']}")
+    print(f"CPU: {m['cpu']} ({m['cores']} cores)")
+    for lib in m["blas"]:
+        if "error" in lib:
+            print(f"BLAS: unknown, {lib['error']}")
+        else:
+            print(f"BLAS: {lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
+                  f"{lib['num_threads']} threads")
+    for key, value in m["env"].items():
+        print(f"env: {key}={value}")
+    status = 0
+    try:
+        print(f"default dtype: {resolve_dtype().name}")
+    except ValueError as exc:
+        print(f"default dtype: error: {exc}")
+        status = 1
+    print("backends:")
+    for st in accelnn.available_backends().values():
+        line = f"  {st.name:<6} {'available' if st.available else 'unavailable: ' + st.reason}"
+        if st.available:
+            details = accelnn.get_backend(st.name).info()
+            line += "  " + ", ".join(f"{k}={v}" for k, v in details.items())
+        print(line)
+    print(f"auto: {auto_choice()[1]}")
+    try:
+        print(f"selected: {accelnn.get_backend().name}")
+    except BackendError as exc:
+        print(f"selected: error: {exc}")
+        status = 1
+    return status
+
+
+def _demo(args) -> int:
+    import numpy as np
+
+    import accelnn
+
+    X, y = accelnn.datasets.make_flower(400, seed=args.seed)
+    model = accelnn.MLP([2, args.hidden, 1], "tanh", "sigmoid", seed=args.seed,
+                        dtype=args.dtype, backend=args.backend)
+    print(f"{model}: flower data, 400 points, full-batch gradient descent, lr {args.lr}")
+    t0 = time.perf_counter()
+    chunk = max(1, args.epochs // 5)
+    done = 0
+    while done < args.epochs:
+        n = min(chunk, args.epochs - done)
+        hist = model.fit(X, y, epochs=n, lr=args.lr)
+        done += n
+        acc = float(np.mean(model.backend.to_numpy(model.predict(X)) == y))
+        print(f"  epoch {done:>6}  loss {hist['loss'][-1]:.4f}  train accuracy {acc:.1%}")
+    dt = time.perf_counter() - t0
+    print(f"{args.epochs} steps in {dt:.2f} s ({dt / args.epochs * 1e6:.1f} us per step)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accelnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="backends available here, and why not; machine and BLAS")
+    demo = sub.add_parser("demo", help="train the classic [2, 4, 1] tanh/sigmoid network on "
+                                       "the planar flower data")
+    demo.add_argument("--backend", default=None, help="numpy, numba, cupy or auto")
+    demo.add_argument("--dtype", default=None, help="float32 or float64")
+    demo.add_argument("--epochs", type=int, default=10000)
+    demo.add_argument("--lr", type=float, default=1.2)
+    demo.add_argument("--hidden", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv=None) -> int:
+    from accelnn.backends import BackendError
+
+    args = build_parser().parse_args(argv)
+    handler = {"info": _info, "demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except (BackendError, ValueError, TypeError) as exc:
+        print(f"accelnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

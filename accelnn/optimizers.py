@@ -1,0 +1,112 @@
+"""Optimizers: small objects holding hyper-parameters; their state lives on the model's backend
+and every update is one fused, in-place backend primitive (see `Backend.*_update`).
+
+    SGD(lr, momentum=0, nesterov=False)   p -= lr g  (momentum: scikit-learn's formulation)
+    Adam(lr, beta1, beta2, eps, weight_decay=0)   weight_decay > 0 is AdamW (decoupled decay)
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _check_range(name: str, value, low: float, high: float, *, low_open=False, high_open=True):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+def check_lr(lr) -> float:
+    """Validate a learning rate: a finite number > 0."""
+    return _check_range("lr", lr, 0.0, math.inf, low_open=True)
+
+
+class Optimizer:
+    name = "optimizer"
+    default_lr = 0.01
+
+    def __init__(self, lr: float | None = None):
+        self.lr = check_lr(self.default_lr if lr is None else lr)
+
+    def init_state(self, backend, params) -> dict:
+        return {}
+
+    def update(self, backend, params, grads, state: dict, lr: float) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Gradient descent; with `momentum` > 0 heavy-ball momentum, optionally Nesterov's."""
+
+    name = "sgd"
+    default_lr = 0.1
+
+    def __init__(self, lr: float | None = None, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(lr)
+        self.momentum = _check_range("momentum", momentum, 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+
+    def init_state(self, backend, params) -> dict:
+        if self.momentum == 0.0:
+            return {}
+        return {"velocity": [backend.zeros(p.shape, p.dtype) for p in params]}
+
+    def update(self, backend, params, grads, state, lr):
+        if self.momentum == 0.0:
+            backend.sgd_update(params, grads, lr)
+        else:
+            backend.momentum_update(params, grads, state["velocity"], lr, self.momentum,
+                                    self.nesterov)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction folded into the step size; `weight_decay` > 0
+    makes it AdamW (Loshchilov & Hutter), decay decoupled from the gradient."""
+
+    name = "adam"
+    default_lr = 0.001
+
+    def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(lr)
+        self.beta1 = _check_range("beta1", beta1, 0.0, 1.0)
+        self.beta2 = _check_range("beta2", beta2, 0.0, 1.0)
+        self.eps = _check_range("eps", eps, 0.0, math.inf, low_open=True)
+        self.weight_decay = _check_range("weight_decay", weight_decay, 0.0, math.inf)
+
+    def init_state(self, backend, params) -> dict:
+        return {"t": 0, "m": [backend.zeros(p.shape, p.dtype) for p in params],
+                "v": [backend.zeros(p.shape, p.dtype) for p in params]}
+
+    def update(self, backend, params, grads, state, lr):
+        state["t"] += 1
+        backend.adam_update(params, grads, state["m"], state["v"], lr, self.beta1, self.beta2,
+                            self.eps, state["t"], self.weight_decay)
+
+
+def get_optimizer(spec, lr: float | None = None) -> Optimizer:
+    """An optimizer from a name ("sgd", "momentum", "nesterov", "adam", "adamw") or an
+    Optimizer instance; `lr` overrides its learning rate. Raises ValueError for unknown names
+    and for invalid hyper-parameters."""
+    if isinstance(spec, Optimizer):
+        if lr is not None:
+            spec.lr = check_lr(lr)
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {type(spec).__name__}")
+    key = spec.lower()
+    presets = {"sgd": lambda: SGD(lr), "momentum": lambda: SGD(lr, momentum=0.9),
+               "nesterov": lambda: SGD(lr, momentum=0.9, nesterov=True),
+               "adam": lambda: Adam(lr), "adamw": lambda: Adam(lr, weight_decay=0.01)}
+    if key not in presets:
+        raise ValueError(f"unknown optimizer {spec!r}; choose one of: {', '.join(presets)}")
+    return presets[key]()
