@@ -407,29 +407,43 @@ class MLP:
         be, m = self.backend, Xd.shape[0]
         bs = m if batch_size is None else min(int(batch_size), m)
         history = History()
-        for _ in range(epochs):
-            last_finite = [be.copy(p) for p in self._params]
-            if bs == m:
-                total = step(Xd, Yd)
-            else:
-                total = 0.0
-                order = self._rng.permutation(m) if shuffle else np.arange(m)
-                order = be.asarray(order)
-                for start in range(0, m, bs):
-                    Xb, Yb = self._gather(Xd, Yd, order[start:start + bs])
-                    total = total + step(Xb, Yb) * (Xb.shape[0] / m)
+        # Weights at the start of the current epoch, and of the last epoch whose loss was
+        # finite: where a diverging fit rolls back to.
+        start = [be.copy(p) for p in self._params]
+        good = None
+        for epoch in range(1, epochs + 1):
+            if epoch > 1:
+                for keep, p in zip(start, self._params):
+                    keep[...] = p
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = self._run_epoch(Xd, Yd, bs, shuffle, step)
             logs = {"loss": float(total)}
             if not math.isfinite(logs["loss"]):
-                for p, keep in zip(self._params, last_finite):
+                back = good if good is not None else start
+                for p, keep in zip(self._params, back):
                     p[...] = keep
+                kept = (f"the start of epoch {epoch - 1}, the last whose loss was finite"
+                        if good is not None else "the start of this fit")
                 raise DivergenceError(
-                    f"training diverged: the loss became {logs['loss']} in epoch "
-                    f"{history.epochs + 1}; the model keeps the weights from the start of that "
-                    f"epoch. Try a smaller lr.")
+                    f"training diverged: the loss became {logs['loss']} in epoch {epoch}; the "
+                    f"model keeps its weights from {kept}. Try a smaller lr.")
+            good, start = start, (good or [be.copy(p) for p in self._params])
             if val is not None:
                 logs["val_loss"] = float(self._loss_grads(*val))
             history.append(logs)
         return history
+
+    def _run_epoch(self, Xd, Yd, bs: int, shuffle: bool, step):
+        """One pass over the data; returns the sample-weighted mean of the step losses."""
+        m = Xd.shape[0]
+        if bs == m:
+            return step(Xd, Yd)
+        total = 0.0
+        order = self.backend.asarray(self._rng.permutation(m) if shuffle else np.arange(m))
+        for lo in range(0, m, bs):
+            Xb, Yb = self._gather(Xd, Yd, order[lo:lo + bs])
+            total = total + step(Xb, Yb) * (Xb.shape[0] / m)
+        return total
 
     def _gather(self, Xd, Yd, idx):
         ws = self._workspace(idx.shape[0])

@@ -1,0 +1,145 @@
+"""Bad input gets a clear error naming the problem, and nothing in the model changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import accelnn
+
+
+@pytest.fixture
+def fitted():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
+    model = accelnn.MLP([3, 4, 3], "tanh", seed=0, dtype="float64", backend="numpy")
+    model.fit(X, y, epochs=2)
+    return model, X, y
+
+
+def _snapshot(model):
+    classes = None if model.classes_ is None else model.classes_.copy()
+    weights = [w.copy() for pair in model.get_weights() for w in pair]
+    return weights, model.head, classes, model._rng.bit_generator.state
+
+
+def _assert_unchanged(model, snap):
+    weights, head, classes, rng_state = _snapshot(model)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, snap[0]))
+    assert head is snap[1]
+    assert np.array_equal(classes, snap[2])
+    assert rng_state == snap[3]
+
+
+BAD_FIT = [
+    (lambda X, y: (X[:, :2], y), ValueError, "X has 2 features, but the model's input layer has 3"),
+    (lambda X, y: (X, y[:-1]), ValueError, "different lengths: 20 samples in X, 19 in y"),
+    (lambda X, y: (X[:0], y[:0]), ValueError, "X is empty"),
+    (lambda X, y: (np.where(np.arange(20)[:, None] == 3, np.nan, X), y), ValueError,
+     "X contains NaN or Inf"),
+    (lambda X, y: (np.where(np.arange(20)[:, None] == 3, np.inf, X), y), ValueError,
+     "X contains NaN or Inf"),
+    (lambda X, y: (X, np.where(np.arange(20) == 1, np.nan, y)), ValueError,
+     "y contains NaN or Inf"),
+    (lambda X, y: (X.astype(str), y), TypeError, "X must hold numbers"),
+    (lambda X, y: (X.astype(complex), y), TypeError, "X must hold numbers"),
+    (lambda X, y: (X[0], y), ValueError, "X must be 2-D"),
+    (lambda X, y: (X, np.where(np.arange(20) == 4, 7, y)), ValueError,
+     r"labels outside the classes seen in fit \[0, 1, 2\]: \[7\]"),
+    (lambda X, y: (X, np.eye(4)[y]), ValueError, "y has 4 columns, but the output layer has 3"),
+]
+
+
+@pytest.mark.parametrize("make, exc, message", BAD_FIT)
+def test_fit_rejects_bad_data_and_changes_nothing(fitted, make, exc, message):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        model.fit(*make(X, y), epochs=1)
+    _assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": 0}, "lr must be a number in"), ({"lr": -1.0}, "lr must be a number in"),
+    ({"lr": float("nan")}, "lr must be a number in"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"epochs": 1.5}, "epochs must be an integer >= 1"),
+    ({"batch_size": 0}, "batch_size must be None or an integer >= 1"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; choose one of: sgd"),
+    ({"validation_data": (np.zeros((2, 3)),)}, "validation_data must be a pair"),
+    ({"validation_data": (np.zeros((2, 5)), [0, 1])}, "X has 5 features"),
+])
+def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y, **kwargs)
+    _assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"layer_sizes": [3]}, ValueError, "layer_sizes must list at least two positive"),
+    ({"layer_sizes": [3, 0, 1]}, ValueError, "layer_sizes must list at least two positive"),
+    ({"layer_sizes": [3, 2.5, 1]}, ValueError, "layer_sizes must list at least two positive"),
+    ({"hidden_activation": "swish"}, ValueError, "unknown activation 'swish'; choose one of"),
+    ({"hidden_activation": ["tanh"] * 3}, ValueError, "lists 3 names for 1 hidden layers"),
+    ({"output": "hinge"}, ValueError, "unknown output 'hinge'; choose one of: auto"),
+    ({"l2": -0.1}, ValueError, "l2 must be a finite number >= 0"),
+    ({"dtype": "float16"}, ValueError, "unsupported dtype 'float16'; choose float32 or float64"),
+    ({"backend": "bogus"}, accelnn.BackendError, "unknown backend 'bogus'"),
+])
+def test_constructor_rejects_bad_arguments(kwargs, exc, message):
+    args = {"layer_sizes": [3, 4, 1], **kwargs}
+    with pytest.raises(exc, match=message):
+        accelnn.MLP(args.pop("layer_sizes"), **args)
+
+
+@pytest.mark.parametrize("weights, message", [
+    (lambda w: w[:1], "needs 2 \\(W, b\\) pairs, got 1"),
+    (lambda w: [(w[0][0].T, w[0][1]), w[1]], r"layer 1 W: expected shape \(3, 4\), got \(4, 3\)"),
+    (lambda w: [w[0], (w[1][0], w[1][1][:1])], r"layer 2 b: expected shape \(3,\)"),
+    (lambda w: [w[0], (w[1][0] * np.nan, w[1][1])], "layer 2 W contains NaN or Inf"),
+    (lambda w: [w[0], (w[1][0].astype(str), w[1][1])], "layer 2 W: dtype <U"),
+])
+def test_set_weights_rejects_wrong_shapes_and_values(fitted, weights, message):
+    model, _, _ = fitted
+    snap = _snapshot(model)
+    with pytest.raises((ValueError, TypeError), match=message):
+        model.set_weights(weights(model.get_weights()))
+    _assert_unchanged(model, snap)
+
+
+def test_predict_checks_features_and_resolved_output(fitted):
+    model, X, _ = fitted
+    with pytest.raises(ValueError, match="X has 4 features"):
+        model.predict(np.zeros((2, 4)))
+    with pytest.raises(RuntimeError, match="output is 'auto' and not yet resolved"):
+        accelnn.MLP([3, 2], backend="numpy").predict(X)
+    regressor = accelnn.MLP([3, 2], output="identity", backend="numpy")
+    with pytest.raises(RuntimeError, match="predict_proba needs a classifier"):
+        regressor.predict_proba(X)
+
+
+def test_target_rules_reject_mismatched_targets():
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="y has 3 classes, but a sigmoid output"):
+        accelnn.MLP([2, 1], output="sigmoid", backend="numpy").fit(X, ["a", "b", "c", "a"])
+    with pytest.raises(ValueError, match="targets of a sigmoid output must lie in"):
+        accelnn.MLP([2, 2], output="sigmoid", backend="numpy").fit(X, np.full((4, 2), 2.0))
+    with pytest.raises(ValueError, match="one-hot or probabilities"):
+        accelnn.MLP([2, 2], output="softmax", backend="numpy").fit(X, np.ones((4, 2)))
+    with pytest.raises(TypeError, match="y must hold numbers for a identity output"):
+        accelnn.MLP([2, 1], output="identity", backend="numpy").fit(X, ["a", "b", "c", "d"])
+
+
+def test_diverging_fit_stops_and_keeps_last_finite_weights():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 4)) * 10
+    y = rng.normal(size=32) * 100
+    model = accelnn.MLP([4, 16, 1], "relu", "identity", seed=0, dtype="float64",
+                        backend="numpy")
+    with pytest.raises(accelnn.DivergenceError, match="training diverged: the loss became"):
+        model.fit(X, y, epochs=200, lr=5.0)
+    weights = [w for pair in model.get_weights() for w in pair]
+    assert all(np.isfinite(w).all() for w in weights)
+    assert np.isfinite(model.loss(X, y))

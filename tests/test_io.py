@@ -1,0 +1,109 @@
+"""save/load: round trip without pickle, atomic writes, bad files rejected with a reason."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import accelnn
+
+
+@pytest.fixture
+def trained():
+    X, y = accelnn.datasets.make_flower(60, seed=0)
+    model = accelnn.MLP([2, 5, 1], "tanh", seed=3, dtype="float64", l2=0.01, backend="numpy")
+    model.fit(X, np.where(y == 1, "petal", "gap"), epochs=20, batch_size=16)
+    return model, X
+
+
+def test_round_trip(tmp_path, trained, backend):
+    model, X = trained
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = accelnn.MLP.load(path, backend=backend)
+    assert loaded.layer_sizes == model.layer_sizes and loaded.l2 == model.l2
+    assert loaded.dtype == model.dtype and loaded.head is model.head
+    assert [a.name for a in loaded.activations] == ["tanh"]
+    assert loaded.classes_.tolist() == ["gap", "petal"]
+    for (W0, b0), (W1, b1) in zip(model.get_weights(), loaded.get_weights()):
+        assert np.array_equal(W0, W1) and np.array_equal(b0, b1)
+    assert loaded._rng.bit_generator.state == model._rng.bit_generator.state
+    assert np.array_equal(backend.to_numpy(loaded.predict_proba(X)),
+                          model.predict_proba(X))
+    with np.load(path, allow_pickle=False) as data:  # loads without pickle
+        assert set(data.files) == {"header", "W1", "b1", "W2", "b2", "classes"}
+
+
+def test_save_leaves_no_temporary_files(tmp_path, trained):
+    model, _ = trained
+    model.save(tmp_path / "m.npz")
+    model.save(tmp_path / "m.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def _rewrite(path, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["header"]))
+    for key, value in changes.items():
+        if key.startswith("header_"):
+            header[key[7:]] = value
+        elif value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"header_format_version": 99}, "format version 99 is not supported"),
+    ({"header_format": "other"}, "not an accelnn model file \\(format 'other'\\)"),
+    ({"W2": None}, "arrays missing for W2"),
+    ({"W1": np.zeros((3, 5))}, r"layer 1 W: expected shape \(2, 5\), got \(3, 5\)"),
+    ({"b1": np.full(5, np.nan)}, "layer 1 b contains NaN or Inf"),
+    ({"header_hidden_activations": ["swish"]}, "bad header: ValueError: unknown activation"),
+    ({"header_layer_sizes": None}, "bad header"),
+    ({"header": None}, "no header"),
+])
+def test_tampered_files_are_rejected(tmp_path, trained, change, message):
+    model, _ = trained
+    path = tmp_path / "m.npz"
+    model.save(path)
+    if "header" in change:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "header"}
+        np.savez(path, **arrays)
+    else:
+        _rewrite(path, **change)
+    with pytest.raises(ValueError, match=message):
+        accelnn.MLP.load(path)
+
+
+def test_truncated_and_garbage_files_are_rejected(tmp_path, trained):
+    model, _ = trained
+    path = tmp_path / "m.npz"
+    model.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable accelnn model file"):
+        accelnn.MLP.load(path)
+    path.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="not a readable accelnn model file"):
+        accelnn.MLP.load(path)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("header.npy", b"junk")
+    with pytest.raises(ValueError, match="corrupt header"):
+        accelnn.MLP.load(path)
+
+
+def test_pickled_arrays_are_refused(tmp_path, trained):
+    model, _ = trained
+    path = tmp_path / "m.npz"
+    model.save(path)
+    _rewrite(path, classes=np.array([object(), object()], dtype=object))
+    with pytest.raises(ValueError, match="not a readable accelnn model file"):
+        accelnn.MLP.load(path)
