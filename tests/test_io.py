@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -42,6 +43,9 @@ def test_save_leaves_no_temporary_files(tmp_path, trained):
     model.save(tmp_path / "m.npz")
     model.save(tmp_path / "m.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def _rewrite(path, **changes):
