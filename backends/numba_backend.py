@@ -1,0 +1,166 @@
+"""The Numba backend: NumPy arrays, BLAS GEMMs (np.matmul with out=), and the elementwise work
+around them fused into `@njit(cache=True)` kernels (accelnn.backends.numba_kernels), each one
+pass over its arrays, in place. float32 and float64 C-contiguous arrays take the kernels;
+anything else falls back to the generic NumPy path of the base class.
+
+Small dense networks, where per-call overhead dominates, get a compiled whole training step
+(`fused_train_step`): one kernel call does forward, loss, backward and SGD.
+
+Threading: every kernel is serial and every reduction has a fixed order, so results do not
+depend on NUMBA_NUM_THREADS. Measured on the 2-core development machine: `parallel=True`
+variants of these kernels ran slower than serial ones when interleaved with OpenBLAS' own
+threads (which spin after each GEMM), and the GEMMs, already threaded by BLAS, hold 90-98% of
+the step time where the kernels could matter (mnist, wide). The numbers are in the issue report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from accelnn.backends.base import Backend
+from accelnn.optimizers import SGD
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Whole-step kernel only when a sample's forward pass is at most this many multiply-adds:
+# its loop GEMMs beat BLAS plus per-call overhead below it (seed: 12), lose above it (deep:
+# 91k, where BLAS runs the 32 x 128 x 128 products faster than the loops).
+FUSED_STEP_MAX_MACS = 4096
+
+
+def _fast(*arrays) -> bool:
+    """True when every array is a C-contiguous float32/float64 NumPy array of one dtype."""
+    dtype = arrays[0].dtype
+    return dtype in FLOATS and all(
+        type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+    xp = np
+    device = "cpu"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            return f"numba is not installed ({exc}); pip install accelnn[numba]"
+        return None
+
+    def __init__(self):
+        from accelnn.backends import numba_kernels
+
+        self.k = numba_kernels
+
+    def info(self) -> dict:
+        import numba
+
+        from accelnn.machine import blas_info
+
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run: report the configured choice
+            layer = f"{numba.config.THREADING_LAYER} (not initialised; kernels are serial)"
+        return {**super().info(), "numba": numba.__version__, "threading_layer": layer,
+                "num_threads": numba.get_num_threads(), "blas": blas_info()}
+
+    # ----------------------------------------------------------------- primitives
+    def bias_act(self, Z, b, act):
+        code = self.k.ACT_CODES.get(act.name)
+        if code is None or not _fast(Z, b):
+            return super().bias_act(Z, b, act)
+        self.k.bias_act(Z, b, code)
+        return Z
+
+    def act_grad(self, dA, A, act):
+        code = self.k.ACT_CODES.get(act.name)
+        if code is None or not _fast(dA, A):
+            return super().act_grad(dA, A, act)
+        self.k.act_grad(dA, A, code)
+        return dA
+
+    def bias_grad(self, dZ, out):
+        if dZ.shape[0] == 0 or not _fast(dZ, out):
+            return super().bias_grad(dZ, out)
+        self.k.bias_grad(dZ, out)
+        return out
+
+    def loss_delta(self, Z, Y, head, out):
+        code = self.k.HEAD_CODES.get(head.name)
+        if code is None or Z.shape[0] == 0 or not _fast(Z, Y, out):
+            return super().loss_delta(Z, Y, head, out)
+        dt = Z.dtype.type
+        return dt(self.k.loss_delta(Z, Y, out, code, dt(1.0 / Z.shape[0])))
+
+    def output(self, Z, head):
+        code = self.k.HEAD_CODES.get(head.name)
+        if code is None or Z.shape[0] == 0 or not _fast(Z):
+            return super().output(Z, head)
+        self.k.activate(Z, code)
+        return Z
+
+    # ----------------------------------------------------------------- optimizer updates
+    def sgd_update(self, params, grads, lr):
+        for p, g in zip(params, grads):
+            if _fast(p, g):
+                self.k.sgd(p, g, p.dtype.type(lr))
+            else:
+                super().sgd_update([p], [g], lr)
+
+    def momentum_update(self, params, grads, velocities, lr, momentum, nesterov):
+        for p, g, v in zip(params, grads, velocities):
+            if _fast(p, g, v):
+                dt = p.dtype.type
+                self.k.momentum(p, g, v, dt(lr), dt(momentum), bool(nesterov))
+            else:
+                super().momentum_update([p], [g], [v], lr, momentum, nesterov)
+
+    def adam_update(self, params, grads, ms, vs, lr, beta1, beta2, eps, step,
+                    weight_decay=0.0):
+        lr_t = lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        for p, g, m, v in zip(params, grads, ms, vs):
+            if _fast(p, g, m, v):
+                dt = p.dtype.type
+                self.k.adam(p, g, m, v, dt(lr_t), dt(beta1), dt(beta2), dt(1.0 - beta1),
+                            dt((1.0 - beta2) / (1.0 - beta1) ** 2), dt(eps),
+                            dt(1.0 - lr * weight_decay))
+            else:
+                super().adam_update([p], [g], [m], [v], lr, beta1, beta2, eps, step,
+                                    weight_decay)
+
+    # ----------------------------------------------------------------- whole-step fast path
+    def fused_train_step(self, spec):
+        """The whole-step kernel for dense networks with at least one hidden layer and at
+        most FUSED_STEP_MAX_MACS multiply-adds per sample, float32/float64; None otherwise.
+        Plain SGD runs inside the kernel; other optimizers update through the backend's
+        kernels afterwards."""
+        k, sizes = self.k, spec.layer_sizes
+        macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
+        codes = [k.ACT_CODES.get(a.name) for a in spec.activations]
+        if (np.dtype(spec.dtype) not in FLOATS or len(sizes) < 3 or None in codes
+                or spec.head.name not in k.HEAD_CODES or macs > FUSED_STEP_MAX_MACS):
+            return None
+        dtype, opt = np.dtype(spec.dtype).type, spec.optimizer
+        acts = np.array(codes, dtype=np.int64)
+        head = k.HEAD_CODES[spec.head.name]
+        in_kernel_sgd = isinstance(opt, SGD) and opt.momentum == 0.0
+        buffers: dict[int, tuple] = {}
+
+        def step(params, grads, opt_state, X, Y, lr):
+            m = X.shape[0]
+            if m not in buffers:
+                buffers.clear()
+                buffers[m] = (tuple(np.empty((m, n), dtype) for n in sizes[1:]),
+                              tuple(np.empty((m, n), dtype) for n in sizes[1:-1]))
+            As, Ds = buffers[m]
+            loss = k.train_step(tuple(params[0::2]), tuple(params[1::2]),
+                                tuple(grads[0::2]), tuple(grads[1::2]), acts, head, As, Ds,
+                                np.ascontiguousarray(X), np.ascontiguousarray(Y),
+                                dtype(lr if in_kernel_sgd else 0.0), dtype(1.0 / m),
+                                spec.l2 / (2 * m), dtype(spec.l2 / m))
+            if not in_kernel_sgd:
+                opt.update(self, params, grads, opt_state, lr)
+            return dtype(loss)
+
+        return step
