@@ -1,7 +1,7 @@
 """accelnn: the classic MLP math (forward propagation, backprop, gradient descent) written once,
 run fast on NumPy, Numba or CuPy. Pick a backend with ACCELNN_BACKEND or accelnn.set_backend."""
 
-from accelnn import datasets
+from accelnn import datasets, schedules
 from accelnn._version import __version__
 from accelnn.backends import (
     Backend,
@@ -12,11 +12,12 @@ from accelnn.backends import (
     use_backend,
 )
 from accelnn.gradcheck import gradcheck
-from accelnn.model import MLP, DivergenceError, History
-from accelnn.optimizers import SGD, Adam, Optimizer
+from accelnn.model import MLP
+from accelnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from accelnn.training import DivergenceError, EarlyStopping, History
 
 __all__ = [
-    "MLP", "History", "DivergenceError", "gradcheck", "datasets",
+    "MLP", "History", "DivergenceError", "EarlyStopping", "gradcheck", "datasets", "schedules",
     "Backend", "BackendError", "get_backend", "set_backend", "use_backend", "available_backends",
-    "Optimizer", "SGD", "Adam", "__version__",
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "__version__",
 ]

@@ -69,3 +69,23 @@ def check_X(backend, X, dtype, n_features: int):
         raise ValueError("X contains NaN or Inf")
     return arr
 
+
+
+def check_host_X(X: np.ndarray, n_features: int, chunk_rows: int = 65536) -> np.ndarray:
+    """Validate a host array (a memory-mapped file) a chunk of rows at a time, without
+    loading or copying it whole; returns it unchanged. Rejects what check_X rejects."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers (bool, int or float), got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty: it has 0 samples")
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the model's input layer has "
+                         f"{n_features}")
+    if X.dtype.kind == "f":
+        for lo in range(0, X.shape[0], chunk_rows):
+            if not np.isfinite(X[lo:lo + chunk_rows]).all():
+                raise ValueError(f"X contains NaN or Inf (in rows {lo} to "
+                                 f"{min(lo + chunk_rows, X.shape[0]) - 1})")
+    return X

@@ -26,13 +26,10 @@ from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.activations import Activation, get_activation
 from accelnn.backends import get_backend
 from accelnn.losses import HEADS, Head, get_head
-from accelnn.optimizers import Optimizer, check_lr, get_optimizer
+from accelnn.optimizers import Optimizer, get_optimizer
+from accelnn.training import History
 
 IDENTITY = get_activation("identity")
-
-
-class DivergenceError(FloatingPointError):
-    """The training loss became NaN or Inf; the model keeps its last finite weights."""
 
 
 class StepSpec(NamedTuple):
@@ -44,26 +41,6 @@ class StepSpec(NamedTuple):
     l2: float
     optimizer: Optimizer
     dtype: np.dtype
-
-
-class History:
-    """Per-epoch logs of a fit: `history["loss"]`, `history["val_loss"]` (with validation)."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {"loss": []}
-        self.epochs = 0
-
-    def __getitem__(self, key: str) -> list[float]:
-        return self.history[key]
-
-    def append(self, logs: dict[str, float]) -> None:
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-        self.epochs += 1
-
-    def __repr__(self) -> str:
-        last = {k: v[-1] for k, v in self.history.items() if v}
-        return f"History(epochs={self.epochs}, last={last})"
 
 
 class _Workspace:
@@ -129,9 +106,12 @@ class MLP:
         self._rng = np.random.default_rng(seed)
         self._params = [self.backend.asarray(p, self.dtype) for p in self._init_weights()]
         self._grads = [self.backend.zeros(p.shape, self.dtype) for p in self._params]
+        self._split_seed = int(self._rng.integers(2**63))  # validation_split's permutation
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
         self._optimizer: Optimizer | None = None
         self._opt_state: dict = {}
+        self.epoch_ = 0  # epochs run with the current optimizer state
+        self.stop_training = False  # a callback may set it to end fit after this epoch
 
     # ------------------------------------------------------------------ parameters
     def _init_weights(self) -> list[np.ndarray]:
@@ -295,10 +275,16 @@ class MLP:
                               act_prev)
             delta = dA_prev
         if self.l2:
+            loss = loss + self._l2_loss(m)
             for l in range(self.n_layers):
-                loss = loss + self.l2 / (2 * m) * be.sq_norm(P[2 * l])
                 be.add_scaled(G[2 * l], P[2 * l], self.l2 / m)
         return loss
+
+    def _l2_loss(self, m: int):
+        """l2 / (2m) * sum ||W||^2 (0.0 without L2)."""
+        if not self.l2:
+            return 0.0
+        return self.l2 / (2 * m) * sum(self.backend.sq_norm(W) for W in self._params[0::2])
 
     # ------------------------------------------------------------------ public API
     def forward(self, X):
@@ -352,119 +338,89 @@ class MLP:
         self._adopt(head, classes)
         return float(self._loss_grads(Xd, Yd))
 
-    def fit(self, X, y, *, epochs: int = 1, batch_size: int | None = None,
-            optimizer="sgd", lr: float | None = None, shuffle: bool = True,
-            validation_data=None) -> History:
+    def fit(self, X, y, *, epochs: int = 1, batch_size: int | None = None, optimizer=None,
+            lr: float | None = None, lr_schedule="constant", shuffle: bool = True,
+            validation_data=None, validation_split: float = 0.0, early_stopping=False,
+            metrics=(), callbacks=(), verbose: int = 0, checkpoint=None,
+            resume_from=None) -> History:
         """Train with gradient descent and return the per-epoch History.
 
-        batch_size None is full-batch gradient descent (the classic algorithm); otherwise
-        mini-batches from a permutation drawn each epoch from the model's seeded RNG (when
-        `shuffle`). optimizer: "sgd", "momentum", "nesterov", "adam", "adamw" or an Optimizer;
-        `lr` overrides its learning rate. A second fit with the same Optimizer object continues
-        its state. `validation_data=(X_val, y_val)` adds "val_loss" to the history.
+        epochs: how many epochs to run (with resume_from: up to this epoch in total).
+        batch_size: None is full-batch gradient descent (the classic algorithm); otherwise
+            mini-batches of a permutation drawn each epoch from the model's seeded RNG (when
+            `shuffle`). A memory-mapped X (np.load(..., mmap_mode="r")) with a batch_size is
+            streamed a batch at a time, never loaded whole.
+        optimizer: "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop" or an Optimizer
+            (accelnn.SGD, Adam, AdamW, RMSprop). None continues the model's current optimizer
+            and its state (a loaded checkpoint's, or the last fit's), else plain SGD. A new
+            optimizer starts fresh state and restarts the epoch count `epoch_`.
+        lr: the initial learning rate (default: the optimizer's); lr_schedule: "constant",
+            "step", "exponential", "cosine", "invscaling", "adaptive" or a Schedule
+            (accelnn.schedules), evaluated once per epoch.
+        validation_data=(X_val, y_val) or validation_split (a seeded fraction held out) add
+            "val_loss" to the history; metrics=("accuracy",) adds accuracy and val_accuracy.
+        early_stopping: True (val_loss, patience 10, restore best weights) or an
+            accelnn.EarlyStopping. callbacks: callables cb(epoch, logs, model) or objects with
+            on_epoch_end(epoch, logs, model); setting model.stop_training ends the fit.
+        verbose: 1 shows a progress bar on a terminal (tqdm when installed), 2 prints a line
+            per epoch, 0 is silent. checkpoint: a path saved (atomically) after every epoch.
+        resume_from: a checkpoint of this architecture; restores weights, optimizer state,
+            RNG, epoch count and schedule state, then trains on to `epochs`, so that 5 epochs
+            + checkpoint + resume to 10 equals 10 epochs in one go.
 
         Rejects, before anything changes: bad X or y (see the README's input rules), labels
         outside the classes of an earlier fit, epochs < 1, batch_size < 1, lr <= 0, unknown
-        optimizer names. If the loss becomes NaN or Inf, raises DivergenceError and keeps the
-        weights of the start of that epoch (the last ones whose loss was finite).
+        optimizer, schedule or metric names, a validation_split outside [0, 1), both kinds of
+        validation, early stopping on validation without validation data, accuracy for a
+        regressor, a checkpoint of another architecture or already at `epochs`. If the loss
+        becomes NaN or Inf, raises DivergenceError and keeps the weights of the last epoch
+        whose loss was finite.
         """
-        if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        if batch_size is not None and not (
-                isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-            raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
-        opt, lr = self._choose_optimizer(optimizer, lr)
-        Xd, Yd, head, classes = self._prepare(X, y)
-        val = None
-        if validation_data is not None:
-            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            val = self._prepare(*validation_data, head=head, classes=classes)[:2]
-        self._adopt(head, classes, opt)
-        step = self._step_function(lr)
-        return self._run_epochs(Xd, Yd, epochs, batch_size, shuffle, val, step)
+        from accelnn import training
+
+        return training.fit(
+            self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+            lr_schedule=lr_schedule, shuffle=shuffle, validation_data=validation_data,
+            validation_split=validation_split, early_stopping=early_stopping,
+            metrics=metrics, callbacks=callbacks, verbose=verbose, checkpoint=checkpoint,
+            resume_from=resume_from)
 
     def step_function(self, X, y, *, optimizer="sgd", lr: float | None = None):
         """Check (X, y) once and return `step() -> loss`: one optimizer step on all of (X, y)
         with no further checks, the loss (before the update) left as a 0-d backend array.
         This is the unit the benchmarks time; it accepts and rejects what fit does."""
-        opt, lr = self._choose_optimizer(optimizer, lr)
+        opt = get_optimizer(optimizer, lr)
+        lr = opt.lr if lr is None else get_optimizer("sgd", lr).lr
         Xd, Yd, head, classes = self._prepare(X, y)
         self._adopt(head, classes, opt)
-        step = self._step_function(lr)
-        return lambda: step(Xd, Yd)
-
-    def _choose_optimizer(self, optimizer, lr) -> tuple[Optimizer, float]:
-        opt = optimizer if optimizer is self._optimizer else get_optimizer(optimizer, lr)
-        return opt, opt.lr if lr is None else check_lr(lr)
+        step = self._step_function()
+        return lambda: step(Xd, Yd, lr)
 
     def _adopt(self, head: Head, classes, opt: Optimizer | None = None) -> None:
         self.head, self.classes_ = head, classes
         if opt is not None and opt is not self._optimizer:
             self._optimizer, self._opt_state = opt, opt.init_state(self.backend, self._params)
+            self.epoch_ = 0
 
-    def _run_epochs(self, Xd, Yd, epochs, batch_size, shuffle, val, step) -> History:
-        be, m = self.backend, Xd.shape[0]
-        bs = m if batch_size is None else min(int(batch_size), m)
-        history = History()
-        # Weights at the start of the current epoch, and of the last epoch whose loss was
-        # finite: where a diverging fit rolls back to.
-        start = [be.copy(p) for p in self._params]
-        good = None
-        for epoch in range(1, epochs + 1):
-            if epoch > 1:
-                for keep, p in zip(start, self._params):
-                    keep[...] = p
-            with np.errstate(over="ignore", invalid="ignore"):
-                total = self._run_epoch(Xd, Yd, bs, shuffle, step)
-            logs = {"loss": float(total)}
-            if not math.isfinite(logs["loss"]):
-                back = good if good is not None else start
-                for p, keep in zip(self._params, back):
-                    p[...] = keep
-                kept = (f"the start of epoch {epoch - 1}, the last whose loss was finite"
-                        if good is not None else "the start of this fit")
-                raise DivergenceError(
-                    f"training diverged: the loss became {logs['loss']} in epoch {epoch}; the "
-                    f"model keeps its weights from {kept}. Try a smaller lr.")
-            good, start = start, (good or [be.copy(p) for p in self._params])
-            if val is not None:
-                logs["val_loss"] = float(self._loss_grads(*val))
-            history.append(logs)
-        return history
+    def _batch_buffers(self, n: int, x_cols: int, y_cols: int):
+        """Reused (X, Y) buffers for a gathered mini-batch of n rows."""
+        ws = self._workspace(n)
+        if ws.batch is None or ws.batch[0].shape[1] != x_cols or ws.batch[1].shape[1] != y_cols:
+            ws.batch = (self.backend.empty((n, x_cols), self.dtype),
+                        self.backend.empty((n, y_cols), self.dtype))
+        return ws.batch
 
-    def _run_epoch(self, Xd, Yd, bs: int, shuffle: bool, step):
-        """One pass over the data; returns the sample-weighted mean of the step losses."""
-        m = Xd.shape[0]
-        if bs == m:
-            return step(Xd, Yd)
-        total = 0.0
-        order = self.backend.asarray(self._rng.permutation(m) if shuffle else np.arange(m))
-        for lo in range(0, m, bs):
-            Xb, Yb = self._gather(Xd, Yd, order[lo:lo + bs])
-            total = total + step(Xb, Yb) * (Xb.shape[0] / m)
-        return total
-
-    def _gather(self, Xd, Yd, idx):
-        ws = self._workspace(idx.shape[0])
-        if ws.batch is None:
-            n = idx.shape[0]
-            ws.batch = (self.backend.empty((n, Xd.shape[1]), self.dtype),
-                        self.backend.empty((n, Yd.shape[1]), self.dtype))
-        Xb, Yb = ws.batch
-        return self.backend.take_rows(Xd, idx, Xb), self.backend.take_rows(Yd, idx, Yb)
-
-    def _step_function(self, lr: float):
-        """One training step, step(X, Y) -> loss: the backend's compiled path when it has one
-        for this network, else the shared path below."""
+    def _step_function(self):
+        """One training step, step(X, Y, lr) -> loss: the backend's compiled path when it
+        has one for this network, else the shared path below."""
         be, opt = self.backend, self._optimizer
         spec = StepSpec(self.layer_sizes, self.activations, self.head, self.l2, opt,
                         self.dtype)
         fused = be.fused_train_step(spec)
         if fused is not None:
-            return lambda X, Y: fused(self._params, self._grads, self._opt_state, X, Y, lr)
+            return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X, Y, lr)
 
-        def step(X, Y):
+        def step(X, Y, lr):
             loss = self._loss_grads(X, Y)
             opt.update(be, self._params, self._grads, self._opt_state, lr)
             return loss
@@ -472,8 +428,8 @@ class MLP:
         return step
 
     def save(self, path) -> None:
-        """Write weights, configuration, classes and RNG state to one .npz file (atomically;
-        loads without pickle). See accelnn.io."""
+        """Write weights, configuration, classes, RNG state, epoch count and optimizer state
+        to one .npz file, atomically; it loads without pickle. See accelnn.io."""
         from accelnn.io import save
 
         save(self, path)
@@ -484,6 +440,27 @@ class MLP:
         from accelnn.io import load
 
         return load(path, backend=backend)
+
+    def _read_checkpoint(self, path) -> dict:
+        from accelnn.io import read_checkpoint
+
+        return read_checkpoint(self, path)
+
+    def _write_checkpoint(self, path, schedule) -> None:
+        from accelnn.io import save
+
+        save(self, path, schedule.state())
+
+    def _adopt_checkpoint(self, ckpt: dict) -> None:
+        """Take weights, classes, RNG, optimizer state and epoch from a loaded checkpoint."""
+        src = ckpt["model"]
+        for p, q in zip(self._params, src._params):
+            p[...] = q
+        self.head = self.head or src.head
+        self.classes_ = src.classes_
+        self._rng.bit_generator.state = src._rng.bit_generator.state
+        self._split_seed = src._split_seed
+        self._optimizer, self._opt_state, self.epoch_ = src._optimizer, src._opt_state, src.epoch_
 
     def _need_head(self) -> None:
         if self.head is None:

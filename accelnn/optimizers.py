@@ -2,7 +2,12 @@
 and every update is one fused, in-place backend primitive (see `Backend.*_update`).
 
     SGD(lr, momentum=0, nesterov=False)   p -= lr g  (momentum: scikit-learn's formulation)
-    Adam(lr, beta1, beta2, eps, weight_decay=0)   weight_decay > 0 is AdamW (decoupled decay)
+    Adam(lr, beta1, beta2, eps, weight_decay=0)   bias correction folded into the step size
+    AdamW(lr, ..., weight_decay=0.01)     Adam with decoupled weight decay p *= 1 - lr wd
+    RMSprop(lr, rho, eps)                 v = rho v + (1 - rho) g^2;  p -= lr g / (sqrt(v) + eps)
+
+Each optimizer's state is a dict of lists of backend arrays (one per parameter) plus host
+scalars; `state_arrays`/`state_scalars` name them for checkpoints.
 """
 
 from __future__ import annotations
@@ -29,12 +34,19 @@ def check_lr(lr) -> float:
 class Optimizer:
     name = "optimizer"
     default_lr = 0.01
+    state_arrays: tuple[str, ...] = ()  # per-parameter arrays in the state dict
+    state_scalars: tuple[str, ...] = ()  # host numbers in the state dict
 
     def __init__(self, lr: float | None = None):
         self.lr = check_lr(self.default_lr if lr is None else lr)
 
     def init_state(self, backend, params) -> dict:
-        return {}
+        state = {k: [backend.zeros(p.shape, p.dtype) for p in params] for k in self.state_arrays}
+        return {**state, **dict.fromkeys(self.state_scalars, 0)}
+
+    def config(self) -> dict:
+        """Name and hyper-parameters: `OPTIMIZERS[c["name"]](**c["params"])` rebuilds it."""
+        return {"name": self.name, "params": dict(vars(self))}
 
     def update(self, backend, params, grads, state: dict, lr: float) -> None:
         raise NotImplementedError
@@ -55,10 +67,9 @@ class SGD(Optimizer):
         self.momentum = _check_range("momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
-    def init_state(self, backend, params) -> dict:
-        if self.momentum == 0.0:
-            return {}
-        return {"velocity": [backend.zeros(p.shape, p.dtype) for p in params]}
+    @property
+    def state_arrays(self):
+        return ("velocity",) if self.momentum else ()
 
     def update(self, backend, params, grads, state, lr):
         if self.momentum == 0.0:
@@ -74,6 +85,8 @@ class Adam(Optimizer):
 
     name = "adam"
     default_lr = 0.001
+    state_arrays = ("m", "v")
+    state_scalars = ("t",)
 
     def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -83,30 +96,54 @@ class Adam(Optimizer):
         self.eps = _check_range("eps", eps, 0.0, math.inf, low_open=True)
         self.weight_decay = _check_range("weight_decay", weight_decay, 0.0, math.inf)
 
-    def init_state(self, backend, params) -> dict:
-        return {"t": 0, "m": [backend.zeros(p.shape, p.dtype) for p in params],
-                "v": [backend.zeros(p.shape, p.dtype) for p in params]}
-
     def update(self, backend, params, grads, state, lr):
         state["t"] += 1
         backend.adam_update(params, grads, state["m"], state["v"], lr, self.beta1, self.beta2,
                             self.eps, state["t"], self.weight_decay)
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), 0.01 by default."""
+
+    name = "adamw"
+
+    def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton): a running mean of squared gradients scales each step."""
+
+    name = "rmsprop"
+    default_lr = 0.001
+    state_arrays = ("sq",)
+
+    def __init__(self, lr: float | None = None, rho: float = 0.9, eps: float = 1e-8):
+        super().__init__(lr)
+        self.rho = _check_range("rho", rho, 0.0, 1.0)
+        self.eps = _check_range("eps", eps, 0.0, math.inf, low_open=True)
+
+    def update(self, backend, params, grads, state, lr):
+        backend.rmsprop_update(params, grads, state["sq"], lr, self.rho, self.eps)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+
+
 def get_optimizer(spec, lr: float | None = None) -> Optimizer:
-    """An optimizer from a name ("sgd", "momentum", "nesterov", "adam", "adamw") or an
-    Optimizer instance; `lr` overrides its learning rate. Raises ValueError for unknown names
-    and for invalid hyper-parameters."""
+    """An optimizer from a name ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"),
+    built with learning rate `lr` (None: its default), or an Optimizer instance, returned as
+    it is. Raises ValueError for unknown names and invalid hyper-parameters."""
     if isinstance(spec, Optimizer):
-        if lr is not None:
-            spec.lr = check_lr(lr)
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {type(spec).__name__}")
     key = spec.lower()
     presets = {"sgd": lambda: SGD(lr), "momentum": lambda: SGD(lr, momentum=0.9),
                "nesterov": lambda: SGD(lr, momentum=0.9, nesterov=True),
-               "adam": lambda: Adam(lr), "adamw": lambda: Adam(lr, weight_decay=0.01)}
+               "adam": lambda: Adam(lr), "adamw": lambda: AdamW(lr),
+               "rmsprop": lambda: RMSprop(lr)}
     if key not in presets:
         raise ValueError(f"unknown optimizer {spec!r}; choose one of: {', '.join(presets)}")
     return presets[key]()

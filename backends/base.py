@@ -167,6 +167,15 @@ class Backend:
             g *= lr_t
             p -= g
 
+    def rmsprop_update(self, params, grads, sqs, lr: float, rho: float, eps: float):
+        """sq <- rho sq + (1 - rho) g^2;  p <- p - lr g / (sqrt(sq) + eps)."""
+        for p, g, sq in zip(params, grads, sqs):
+            sq *= rho
+            sq += (1.0 - rho) * (g * g)
+            g *= lr
+            g /= self.xp.sqrt(sq) + eps
+            p -= g
+
     # ----------------------------------------------------------------- whole-step fast path
     def fused_train_step(self, spec) -> Callable | None:
         """A compiled whole training step for a network this backend recognizes, or None.

@@ -1,0 +1,141 @@
+"""Learning-rate schedules, evaluated on the host once per epoch (no device work).
+
+    constant                       lr0
+    step(step_size, gamma)         lr0 * gamma ** (epoch // step_size)
+    exponential(gamma)             lr0 * gamma ** epoch
+    cosine(t_max, lr_min)          lr_min + (lr0 - lr_min) (1 + cos(pi e / t_max)) / 2,
+                                   e = min(epoch, t_max)
+    invscaling(power_t)            lr0 / (t + 1) ** power_t, t = samples seen (scikit-learn)
+    adaptive(patience, tol)        lr divided by 5 each time more than `patience` epochs in a row
+                                   fail to lower the monitored loss by `tol` (scikit-learn)
+
+`epoch` counts from 0 over the whole training run, a resumed run included. Only `adaptive`
+has state; `state()` / `load_state()` carry it through checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _positive(name, value, *, integer=False, allow_zero=False):
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, "
+                         f"got {value!r}")
+    return value
+
+
+class Schedule:
+    name = "constant"
+
+    def lr(self, lr0: float, epoch: int, samples_seen: int) -> float:
+        return lr0
+
+    def end_epoch(self, monitored: float) -> None:
+        """Called after each epoch with the monitored loss (only `adaptive` uses it)."""
+
+    def bind(self, total_epochs: int) -> None:
+        """Told the number of epochs of the run before it starts (only `cosine` uses it)."""
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class StepDecay(Schedule):
+    name = "step"
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.5):
+        self.step_size = _positive("step_size", step_size, integer=True)
+        self.gamma = _positive("gamma", gamma)
+
+    def lr(self, lr0, epoch, samples_seen):
+        return lr0 * self.gamma ** (epoch // self.step_size)
+
+
+class Exponential(Schedule):
+    name = "exponential"
+
+    def __init__(self, gamma: float = 0.95):
+        self.gamma = _positive("gamma", gamma)
+
+    def lr(self, lr0, epoch, samples_seen):
+        return lr0 * self.gamma**epoch
+
+
+class Cosine(Schedule):
+    """Cosine annealing to `lr_min` over `t_max` epochs (default: the epochs of the fit)."""
+
+    name = "cosine"
+
+    def __init__(self, t_max: int | None = None, lr_min: float = 0.0):
+        self.t_max = None if t_max is None else _positive("t_max", t_max, integer=True)
+        self.lr_min = _positive("lr_min", lr_min, allow_zero=True)
+
+    def bind(self, total_epochs):
+        if self.t_max is None:
+            self.t_max = total_epochs
+
+    def lr(self, lr0, epoch, samples_seen):
+        frac = min(epoch, self.t_max) / self.t_max
+        return self.lr_min + (lr0 - self.lr_min) * (1 + math.cos(math.pi * frac)) / 2
+
+
+class InvScaling(Schedule):
+    name = "invscaling"
+
+    def __init__(self, power_t: float = 0.5):
+        self.power_t = _positive("power_t", power_t, allow_zero=True)
+
+    def lr(self, lr0, epoch, samples_seen):
+        return lr0 / (samples_seen + 1) ** self.power_t
+
+
+class Adaptive(Schedule):
+    name = "adaptive"
+
+    def __init__(self, patience: int = 10, tol: float = 1e-4, factor: float = 5.0):
+        self.patience = _positive("patience", patience, integer=True, allow_zero=True)
+        self.tol = _positive("tol", tol, allow_zero=True)
+        self.factor = _positive("factor", factor)
+        self._scale, self._best, self._bad = 1.0, math.inf, 0
+
+    def lr(self, lr0, epoch, samples_seen):
+        return lr0 * self._scale
+
+    def end_epoch(self, monitored):
+        self._bad = self._bad + 1 if monitored > self._best - self.tol else 0
+        self._best = min(self._best, monitored)
+        if self._bad > self.patience:
+            self._bad = 0
+            self._scale /= self.factor
+
+    def state(self):
+        return {"scale": self._scale, "best": self._best, "bad": self._bad}
+
+    def load_state(self, state):
+        self._scale, self._best, self._bad = state["scale"], state["best"], state["bad"]
+
+
+SCHEDULES = {s.name: s for s in (Schedule, StepDecay, Exponential, Cosine, InvScaling, Adaptive)}
+
+
+def get_schedule(spec) -> Schedule:
+    """A schedule from a name (constant, step, exponential, cosine, invscaling, adaptive: with
+    default parameters) or a Schedule instance. Raises ValueError for unknown names."""
+    if isinstance(spec, Schedule):
+        return spec
+    if not isinstance(spec, str) or spec.lower() not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {spec!r}; choose one of: "
+                         f"{', '.join(SCHEDULES)} or a Schedule")
+    return SCHEDULES[spec.lower()]()

@@ -1,0 +1,391 @@
+"""The training loop behind `MLP.fit`: epochs of (mini-)batches, schedules, validation,
+metrics, early stopping, callbacks, progress, checkpoints and exact resume.
+
+Everything here runs on every backend through the model's step function and the backend's
+primitives; nothing in this module is backend-specific.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from accelnn._data import check_host_X
+from accelnn.optimizers import check_lr, get_optimizer
+from accelnn.schedules import get_schedule
+
+MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss became NaN or Inf; the model keeps its last finite weights."""
+
+
+class History:
+    """Per-epoch logs of a fit: `history["loss"]`, and when asked for, "val_loss",
+    "accuracy", "val_accuracy"; "lr" is the learning rate each epoch ran with."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {"loss": []}
+        self.epochs = 0
+        self.stopped_early = False
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.history
+
+    def append(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.epochs += 1
+
+    def plot(self, path) -> None:
+        """Save the loss curves (and accuracy curves, when recorded) as a PNG. Needs
+        matplotlib (pip install accelnn[bench]); raises ImportError saying so."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError("History.plot needs matplotlib: pip install 'accelnn[bench]'"
+                              ) from exc
+        panels = [k for k in ("loss", "accuracy") if k in self or f"val_{k}" in self]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+        for ax, key in zip(axes[0], panels):
+            for name in (key, f"val_{key}"):
+                if name in self:
+                    ax.plot(range(1, len(self[name]) + 1), self[name], label=name)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+    def __repr__(self) -> str:
+        last = {k: v[-1] for k, v in self.history.items() if v}
+        return f"History(epochs={self.epochs}, last={last})"
+
+
+class EarlyStopping:
+    """Stop when `monitor` ("val_loss", "val_accuracy", "loss" or "accuracy") has not
+    improved by more than `min_delta` for `patience` epochs; with `restore_best_weights` the
+    model ends with the weights of its best epoch. Rejects unknown monitors, patience < 1
+    and min_delta < 0."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
+                 restore_best_weights: bool = True):
+        if monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {monitor!r}; choose one of: {', '.join(MONITORS)}")
+        if not (isinstance(patience, int) and patience >= 1):
+            raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.restore_best_weights = restore_best_weights
+        self.sign = -1.0 if "accuracy" in monitor else 1.0  # lower is better after the sign
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, restore_best_weights="
+                f"{self.restore_best_weights})")
+
+
+def _callback(cb) -> Callable[[int, dict, Any], Any]:
+    if hasattr(cb, "on_epoch_end"):
+        return cb.on_epoch_end
+    if callable(cb):
+        return cb
+    raise TypeError(f"a callback must be callable or have on_epoch_end, got {cb!r}")
+
+
+class _Progress:
+    """A tqdm bar on a terminal when verbose (plain text when tqdm is missing); verbose=2
+    prints one line per epoch anywhere; silent otherwise."""
+
+    def __init__(self, verbose: int, epochs: int):
+        self.verbose, self.bar = verbose, None
+        self.tty = verbose == 1 and sys.stderr.isatty()
+        if self.tty:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=epochs, unit="epoch", leave=True)
+            except ImportError:
+                self.bar = None
+        self.epochs = epochs
+
+    def update(self, epoch: int, logs: dict) -> None:
+        text = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        elif self.tty:
+            sys.stderr.write(f"\repoch {epoch}/{self.epochs} {text}   ")
+            sys.stderr.flush()
+        elif self.verbose == 2:
+            print(f"epoch {epoch}/{self.epochs} {text}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.tty:
+            sys.stderr.write("\n")
+
+
+def _check_int(name: str, value, low: int, allow_none=False):
+    if allow_none and value is None:
+        return None
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and value >= low):
+        none = "None or " if allow_none else ""
+        raise ValueError(f"{name} must be {none}an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+class _Data:
+    """Rows to train or evaluate on. Device-resident normally; for a memory-mapped X
+    (np.memmap) trained in mini-batches, X stays on the host and each batch is read from the
+    file and moved alone, so the process never holds the whole of X. `rows` selects a subset
+    of a memory-mapped X (the training part of a validation split) without copying it."""
+
+    def __init__(self, model, X, Y, rows=None):
+        self.model, self.X, self.Y, self.rows = model, X, Y, rows
+        self.stream = isinstance(X, np.memmap)
+        self.m = len(rows) if rows is not None else X.shape[0]
+
+    def _take(self, idx, n: int):
+        """The rows idx (host indices into this data) as device arrays."""
+        be, model = self.model.backend, self.model
+        Xbuf, Ybuf = model._batch_buffers(n, self.X.shape[1], self.Y.shape[1])
+        if self.stream:
+            src = idx if self.rows is None else self.rows[idx]
+            return (be.asarray(self.X[src], model.dtype),
+                    be.take_rows(self.Y, be.asarray(idx), Ybuf))
+        idx = be.asarray(idx)
+        return be.take_rows(self.X, idx, Xbuf), be.take_rows(self.Y, idx, Ybuf)
+
+    def batches(self, bs: int, order):
+        """(X, Y, weight) per batch of the permutation `order` (None: in order), weight being
+        the batch's share of the rows."""
+        m = self.m
+        if bs >= m and order is None and not self.stream:
+            yield self.X, self.Y, 1.0
+            return
+        if order is None:
+            order = np.arange(m)
+        for lo in range(0, m, bs):
+            idx = order[lo:lo + bs]
+            yield (*self._take(idx, len(idx)), len(idx) / m)
+
+    def chunks(self, size: int):
+        """(X, Y) in order, at most `size` rows at a time (for evaluation)."""
+        if self.m <= size and not self.stream:
+            yield self.X, self.Y
+            return
+        for lo in range(0, self.m, size):
+            idx = np.arange(lo, min(lo + size, self.m))
+            yield self._take(idx, len(idx))
+
+
+def _n_correct(xp, Z, Y, head_name: str):
+    """Correct predictions in a chunk, from the logits (the same decisions as from A)."""
+    if head_name == "softmax":
+        return (xp.argmax(Z, axis=1) == xp.argmax(Y, axis=1)).sum()
+    return ((Z > 0) == (Y > 0.5)).sum() / Z.shape[1]
+
+
+def evaluate(model, data: _Data, chunk: int = 4096) -> tuple[float, float | None]:
+    """(loss, accuracy) of the model on `data`, a chunk at a time; accuracy None for a
+    regressor. One host synchronisation at the end."""
+    be, xp, head = model.backend, model.backend.xp, model.head
+    loss = correct = 0.0
+    for Xc, Yc in data.chunks(chunk):
+        Z = model._forward(Xc, model._workspace(Xc.shape[0]))
+        if head.name != "identity":
+            correct = correct + _n_correct(xp, Z, Yc, head.name)
+        loss = loss + be.loss_delta(Z, Yc, head, Z) * (Xc.shape[0] / data.m)
+    loss = float(loss + model._l2_loss(data.m))
+    return loss, (None if head.name == "identity" else float(correct) / data.m)
+
+
+def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
+        validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
+        checkpoint, resume_from):
+    """MLP.fit (see its docstring). Every argument is checked before anything changes."""
+    epochs = _check_int("epochs", epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
+    if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
+        raise ValueError(f"validation_split must be a number in [0, 1), got "
+                         f"{validation_split!r}")
+    if validation_split and validation_data is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    if validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        raise ValueError("validation_data must be a pair (X_val, y_val)")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    metrics = tuple(metrics)
+    if any(name != "accuracy" for name in metrics):
+        raise ValueError(f"unknown metrics {metrics!r}; the one metric is 'accuracy'")
+    stopper = EarlyStopping() if early_stopping is True else (early_stopping or None)
+    if stopper is not None and not isinstance(stopper, EarlyStopping):
+        raise TypeError("early_stopping must be True, False or an EarlyStopping")
+    if stopper is not None and stopper.monitor.startswith("val_") and not (
+            validation_data is not None or validation_split):
+        raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
+                         f"validation_split")
+    schedule = get_schedule(lr_schedule)
+    cbs = [_callback(cb) for cb in callbacks]
+    if lr is not None:
+        check_lr(lr)
+
+    resumed = None
+    if resume_from is not None:
+        if optimizer is not None:
+            raise ValueError("resume_from restores the optimizer saved in the checkpoint; "
+                             "leave optimizer unset")
+        resumed = model._read_checkpoint(resume_from)
+        opt = resumed["optimizer"]
+        if resumed["epoch"] >= epochs:
+            raise ValueError(f"{resume_from}: the checkpoint is at epoch {resumed['epoch']}, "
+                             f"nothing is left to run for epochs={epochs}")
+    elif optimizer is None:
+        opt = model._optimizer or get_optimizer("sgd", lr)
+    else:
+        opt = get_optimizer(optimizer, lr)
+
+    stream = isinstance(X, np.memmap) and batch_size is not None
+    if stream:
+        Xd = check_host_X(X, model.layer_sizes[0])
+        head, classes, Y = model._encode_targets(y, Xd.shape[0], model.head, model.classes_)
+        Yd = model.backend.asarray(Y, model.dtype)
+    else:
+        Xd, Yd, head, classes = model._prepare(X, y)
+    val = None
+    if validation_data is not None:
+        val = model._prepare(*validation_data, head=head, classes=classes)[:2]
+    needs_accuracy = "accuracy" in metrics or (stopper and "accuracy" in stopper.monitor)
+    if needs_accuracy and head.name == "identity":
+        raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")
+
+    # Every check passed: from here on the model changes.
+    if resumed is not None:
+        model._adopt_checkpoint(resumed)
+    model._adopt(head, classes, opt)
+    rows = None
+    if validation_split:
+        n_val = max(1, int(round(Xd.shape[0] * validation_split)))
+        perm = np.random.default_rng(model._split_seed).permutation(Xd.shape[0])
+        keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        be = model.backend
+        val = (be.asarray(Xd[hold], model.dtype), Yd[be.asarray(hold)])
+        if stream:
+            rows, Yd = keep, Yd[be.asarray(keep)]
+        else:
+            Xd, Yd = Xd[be.asarray(keep)], Yd[be.asarray(keep)]
+    first = model.epoch_
+    last = epochs if resumed is not None else first + epochs
+    schedule.bind(last)
+    if resumed is not None:
+        schedule.load_state(resumed["schedule"])
+    run = _Run(model, _Data(model, Xd, Yd, rows), batch_size, shuffle,
+               None if val is None else _Data(model, *val), needs_accuracy, stopper, schedule,
+               cbs, verbose, checkpoint, opt.lr if lr is None else float(lr))
+    return run.go(first, last)
+
+
+class _Run:
+    def __init__(self, model, data, batch_size, shuffle, val, accuracy, stopper, schedule,
+                 cbs, verbose, checkpoint, lr0):
+        self.model, self.data, self.shuffle, self.val = model, data, shuffle, val
+        self.bs = data.m if batch_size is None else min(batch_size, data.m)
+        self.accuracy, self.stopper, self.schedule = accuracy, stopper, schedule
+        self.cbs, self.verbose, self.checkpoint, self.lr0 = cbs, verbose, checkpoint, lr0
+
+    def _epoch(self, step, epoch: int) -> tuple[float, float]:
+        """One pass over the data; returns (sample-weighted mean step loss, lr)."""
+        model = self.model
+        lr = self.schedule.lr(self.lr0, epoch, epoch * self.data.m)
+        order = None
+        if self.bs < self.data.m and self.shuffle:
+            order = model._rng.permutation(self.data.m)
+        total = 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            for Xb, Yb, weight in self.data.batches(self.bs, order):
+                loss = step(Xb, Yb, lr)
+                total = loss if weight == 1.0 else total + loss * weight
+        return float(total), lr
+
+    def _logs(self, loss: float, lr: float) -> dict:
+        logs = {"loss": loss}
+        if self.accuracy:
+            logs["accuracy"] = evaluate(self.model, self.data)[1]
+        if self.val is not None:
+            logs["val_loss"], acc = evaluate(self.model, self.val)
+            if self.accuracy:
+                logs["val_accuracy"] = acc
+        logs["lr"] = lr
+        return logs
+
+    def go(self, first: int, last: int) -> History:
+        model, be = self.model, self.model.backend
+        history = History()
+        step = model._step_function()
+        # Weights at the start of the current epoch, and of the last epoch whose loss was
+        # finite: where a diverging fit rolls back to.
+        start = [be.copy(p) for p in model._params]
+        good = best = None
+        best_score, wait = math.inf, 0
+        progress = _Progress(self.verbose, last - first)
+        model.stop_training = False
+        try:
+            for epoch in range(first, last):
+                if epoch > first:
+                    for keep, p in zip(start, model._params):
+                        keep[...] = p
+                loss, lr = self._epoch(step, epoch)
+                if not math.isfinite(loss):
+                    back = good if good is not None else start
+                    for p, keep in zip(model._params, back):
+                        p[...] = keep
+                    kept = (f"the start of epoch {epoch}, the last whose loss was finite"
+                            if good is not None else "the start of this fit")
+                    raise DivergenceError(
+                        f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
+                        f"the model keeps its weights from {kept}. Try a smaller lr.")
+                good, start = start, (good or [be.copy(p) for p in model._params])
+                model.epoch_ = epoch + 1
+                logs = self._logs(loss, lr)
+                self.schedule.end_epoch(logs.get("val_loss", loss))
+                history.append(logs)
+                progress.update(epoch + 1, logs)
+                if self.stopper is not None:
+                    score = self.stopper.sign * logs[self.stopper.monitor]
+                    if score < best_score - self.stopper.min_delta:
+                        best_score, wait = score, 0
+                        if self.stopper.restore_best_weights:
+                            best = [be.copy(p) for p in model._params]
+                    else:
+                        wait += 1
+                        if wait >= self.stopper.patience:
+                            model.stop_training = history.stopped_early = True
+                for cb in self.cbs:
+                    cb(epoch + 1, logs, model)
+                if self.checkpoint is not None:
+                    model._write_checkpoint(self.checkpoint, self.schedule)
+                if model.stop_training:
+                    break
+        finally:
+            progress.close()
+        if history.stopped_early and best is not None:
+            for p, keep in zip(model._params, best):
+                p[...] = keep
+        return history
