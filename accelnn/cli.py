@@ -69,7 +69,15 @@ def _demo(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from accelnn.bench import main
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from accelnn.bench import add_arguments
+
     parser = argparse.ArgumentParser(prog="accelnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="backends available here, and why not; machine and BLAS")
@@ -81,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lr", type=float, default=1.2)
     demo.add_argument("--hidden", type=int, default=4)
     demo.add_argument("--seed", type=int, default=1)
+    add_arguments(sub.add_parser("bench", help="throughput and numerical agreement of every "
+                                               "backend (and PyTorch/JAX peers), side by side"))
     return parser
 
 
@@ -88,7 +98,7 @@ def main(argv=None) -> int:
     from accelnn.backends import BackendError
 
     args = build_parser().parse_args(argv)
-    handler = {"info": _info, "demo": _demo}[args.command]
+    handler = {"info": _info, "demo": _demo, "bench": _bench}[args.command]
     try:
         return handler(args)
     except (BackendError, ValueError, TypeError) as exc:
