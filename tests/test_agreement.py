@@ -50,11 +50,13 @@ def _errors(got, ref):
     return {k: max_rel_err(got[k], ref[k]) for k in ref}
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw",
+                                       "rmsprop"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_float64_agrees_with_numpy(backend, case, optimizer):
-    ref = _results(accelnn.get_backend("numpy"), "float64", case, 10, optimizer)
-    errs = _errors(_results(backend, "float64", case, 10, optimizer), ref)
+    """Forward, loss, gradients, and the weights after 20 steps of each optimizer."""
+    ref = _results(accelnn.get_backend("numpy"), "float64", case, 20, optimizer)
+    errs = _errors(_results(backend, "float64", case, 20, optimizer), ref)
     print(f"{backend.name} float64 {case} {optimizer}: max rel err {max(errs.values()):.1e}")
     assert max(errs.values()) <= TOL["float64"], errs
 
