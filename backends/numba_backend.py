@@ -68,7 +68,7 @@ class NumbaBackend(Backend):
     # ----------------------------------------------------------------- primitives
     def bias_act(self, Z, b, act):
         code = self.k.ACT_CODES.get(act.name)
-        if code is None or not _fast(Z, b):
+        if code is None or code in self.k.TRANSCENDENTAL or not _fast(Z, b):
             return super().bias_act(Z, b, act)
         self.k.bias_act(Z, b, code)
         return Z
@@ -131,14 +131,20 @@ class NumbaBackend(Backend):
 
     # ----------------------------------------------------------------- whole-step fast path
     def fused_train_step(self, spec):
-        """The whole-step kernel for dense networks with at least one hidden layer and at
-        most FUSED_STEP_MAX_MACS multiply-adds per sample, float32/float64; None otherwise.
+        """The whole-step kernel for dense networks with at least one hidden layer, at most
+        FUSED_STEP_MAX_MACS multiply-adds per sample, float32/float64, and hidden activations
+        without transcendental functions (identity, relu, leaky_relu); None otherwise.
+        Measured, float32: [8,16,16,1] relu batch 64 runs 1.85x the NumPy step (the shared
+        numba path 1.22x); [2,4,1] tanh batch 400 (`seed`) ran 0.8x, its 2000 scalar
+        tanh/exp calls costing more than NumPy's SIMD ufuncs, so tanh/sigmoid/softplus nets
+        take the shared path.
         Plain SGD runs inside the kernel; other optimizers update through the backend's
         kernels afterwards."""
         k, sizes = self.k, spec.layer_sizes
         macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
         codes = [k.ACT_CODES.get(a.name) for a in spec.activations]
         if (np.dtype(spec.dtype) not in FLOATS or len(sizes) < 3 or None in codes
+                or any(c in k.TRANSCENDENTAL for c in codes)
                 or spec.head.name not in k.HEAD_CODES or macs > FUSED_STEP_MAX_MACS):
             return None
         dtype, opt = np.dtype(spec.dtype).type, spec.optimizer
