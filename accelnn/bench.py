@@ -141,9 +141,12 @@ def make_inputs(config: Config, dtype: str, seed: int = 0) -> Inputs:
     init = MLP(config.layers, config.hidden, config.output, seed=seed, dtype="float64",
                backend="numpy").get_weights()
 
-    def rounded(a):
-        return a.astype(dtype).astype(np.float64)
+    def rounded(a):  # read-only: shared by every subject of a run
+        a = a.astype(dtype).astype(np.float64)
+        a.setflags(write=False)
+        return a
 
+    y.setflags(write=False)
     return Inputs(rounded(X), y, [(rounded(W), rounded(b)) for W, b in init])
 
 
@@ -206,18 +209,19 @@ class TorchSubject:
 
         self.torch, self.config = torch, config
         self.dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = str(self.dev)
+        self.device = str(self.dev) if self.dev.type == "cuda" else \
+            f"cpu, {torch.get_num_threads()} threads"
         self.dtype = getattr(torch, dtype)
         self.inputs = inputs
         self.X = self._tensor(inputs.X)
         if config.output == "softmax":
-            self.Y = torch.as_tensor(inputs.y, dtype=torch.long, device=self.dev)
+            self.Y = torch.tensor(inputs.y, dtype=torch.long, device=self.dev)
         else:
             self.Y = self._tensor(inputs.y.reshape(-1, 1))
         self.act = getattr(torch, config.hidden)
 
     def _tensor(self, a):
-        return self.torch.as_tensor(np.ascontiguousarray(a), dtype=self.dtype, device=self.dev)
+        return self.torch.tensor(a, dtype=self.dtype, device=self.dev)  # a copy
 
     def _params(self):
         return [self._tensor(p).requires_grad_() for pair in self.inputs.weights for p in pair]
@@ -274,7 +278,7 @@ class TorchSubject:
     def loss_and_grads(self):
         params = self._params()
         loss = self._loss(self._logits(params))
-        return float(loss), self._host(self.torch.autograd.grad(loss, params))
+        return float(loss.detach()), self._host(self.torch.autograd.grad(loss, params))
 
     def train(self, steps: int):
         params = self._params()
