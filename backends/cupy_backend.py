@@ -268,3 +268,11 @@ class CupyBackend(Backend):
         kernel = K.adam()
         for p, g, m, v in zip(params, grads, ms, vs):
             kernel(g, *scalars, p, m, v)
+
+    def rmsprop_update(self, params, grads, sqs, lr: float, rho: float, eps: float):
+        if not self._fused(*params, *grads, *sqs):
+            return super().rmsprop_update(params, grads, sqs, lr, rho, eps)
+        t = params[0].dtype.type
+        kernel, scalars = K.rmsprop(), (t(rho), t(1.0 - rho), t(lr), t(eps))
+        for p, g, sq in zip(params, grads, sqs):
+            kernel(g, *scalars, p, sq)

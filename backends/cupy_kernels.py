@@ -195,3 +195,13 @@ def adam():
         "T g1 = g * c1; m = m * beta1 + g1; v = v * beta2 + g1 * g1 * c2;"
         "p = p * decay - (T)((m / (sqrt(v) + eps)) * lr_t);",
         "accelnn_adam", options=OPTIONS)
+
+
+@functools.cache
+def rmsprop():
+    """sq <- sq rho + c g^2 with c = 1 - rho; p <- p - g lr / (sqrt(sq) + eps):
+    kernel(g, rho, c, lr, eps, p, sq)."""
+    return cupy.ElementwiseKernel("T g, T rho, T c, T lr, T eps", "T p, T sq",
+                                  "sq = sq * rho + c * (g * g);"
+                                  "p = p - g * lr / (sqrt(sq) + eps);",
+                                  "accelnn_rmsprop", options=OPTIONS)

@@ -22,7 +22,7 @@ import accelnn
 from accelnn import backends as registry
 from accelnn.activations import ACTIVATIONS, Activation
 from accelnn.losses import HEADS
-from accelnn.optimizers import SGD, Adam
+from accelnn.optimizers import SGD, Adam, RMSprop
 from tests.conftest import max_rel_err
 
 MODULES = ("cupy_backend", "cupy_kernels")
@@ -287,6 +287,7 @@ OPTIMIZERS = {
     "nesterov": lambda: SGD(0.1, momentum=0.9, nesterov=True),
     "adam": lambda: Adam(0.01),
     "adamw": lambda: Adam(0.01, weight_decay=0.1),
+    "rmsprop": lambda: RMSprop(0.01),
 }
 PARAM_SHAPES = [(5, 3), (3,), (3, 17), (17,)]
 
