@@ -397,7 +397,7 @@ def test_tf32_is_off_by_default_and_an_explicit_opt_in(gpu, monkeypatch, record_
     err_on = err(on)
     record_property("max_rel_err", f"off {err_off:.1e}, on {err_on:.1e}")
     assert on.info()["tf32"] == "on" and err_on > 10 * err_off
-    assert err(off) == err_off  # each backend sets the compute type for its own GEMMs
+    assert err(off) < err_on / 10  # each backend sets the compute type of its own GEMMs
 
 
 @pytest.mark.gpu
