@@ -27,9 +27,11 @@ dA_prev = dZ @ W.T for every layer but the first, 2 m (3 sum(n_in n_out) - n_0 n
 phase's GEMM shapes, measured in the same run: 1.0 means the phase runs at GEMM speed.
 
 Agreement, in the same run: every backend starts from the same weights and data (rounded to its
-dtype) as a float64 NumPy reference, and the max relative error (max |a - b| / max |b|) of the
-forward output, the loss, every gradient, and the weights after 10 training steps is reported.
-Limits (DESIGN.md section 4): 1e-12 in float64, 1e-5 in float32.
+dtype) as a float64 NumPy reference. `max_rel_err` is the largest max |a - b| / max |b| of the
+forward output (predict rows) or of the loss and every gradient array (train_step rows), with
+the limits of DESIGN.md section 4: 1e-12 in float64, 1e-5 in float32. `weights_rel_err` is that
+of all the weights together after 10 training steps, limits 1e-12 and 1e-3 (WEIGHTS_LIMITS says
+why float32 needs more). Rows beyond a limit are flagged, not hidden.
 
 Peers: PyTorch (eager, torch.optim.SGD) and JAX (jitted) run the same network as extra rows
 marked peer, when they import; they are never a dependency.
@@ -545,6 +547,8 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     dtypes = parse_names(dtypes, list(DTYPES), "dtype")
     phases = parse_names(phases, list(PHASES), "phase")
     min_time = (0.05 if quick else 0.5) if min_time is None else float(min_time)
+    if not min_time > 0:
+        raise BenchError(f"min_time must be > 0 seconds, got {min_time}")
     min_samples = 3 if quick else 5
     skipped = {n: r for n in names if (r := unavailable_reason(n)) is not None}
     runnable = [n for n in names if n not in skipped]
@@ -835,6 +839,11 @@ def plot(report: dict, path) -> None:
 # ---------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `accelnn bench`."""
+    parser.description = ("Throughput (median samples/s, GFLOP/s, fraction of the GEMM rate, "
+                          "JIT compile time) and numerical agreement with a float64 NumPy "
+                          "reference, of every backend on the standard configurations.")
+    parser.epilog = ("Exit status: 0; 1 when a row failed, an error is beyond its limit or "
+                     "--compare found a regression; 2 for unknown names or bad options.")
     parser.add_argument("--configs", help=f"comma-separated, from {', '.join(CONFIGS)} "
                                           "(default: all)")
     parser.add_argument("--backends", help="comma-separated accelnn backends and peers "
@@ -863,6 +872,8 @@ def main(args: argparse.Namespace) -> int:
     """Run `accelnn bench`: print the table, write what was asked. Returns 0, or 1 when a row
     failed, an error is beyond its limit or --compare found a regression. Bad options raise
     BenchError before anything runs."""
+    if not 0 <= args.threshold < 1:
+        raise BenchError(f"--threshold must be in [0, 1), got {args.threshold}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise BenchError("--plot needs matplotlib: pip install 'accelnn[bench]'")
     old = None
