@@ -231,13 +231,18 @@ class MLP:
         Y[np.arange(len(y)), idx] = 1.0
         return classes, Y
 
-    def _prepare(self, X, y, head: Head | None = None, classes=None):
+    def _prepare(self, X, y, head: Head | None = None, classes=None, part=None):
         """Checked device copies of X and encoded Y, plus the head and classes they imply
-        (by default the model's own, resolved from y when still unset)."""
+        (by default the model's own, resolved from y when still unset).
+
+        part=(lo, m): X holds rows lo, lo+1, ... of a data set of m rows split across
+        processes, and y the targets of all m rows, so that the output and the classes
+        resolve from every label, the same in every process; Y keeps X's rows only."""
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
-        head, classes, Y = self._encode_targets(y, Xd.shape[0], head or self.head,
+        lo, m = part or (0, Xd.shape[0])
+        head, classes, Y = self._encode_targets(y, m, head or self.head,
                                                 self.classes_ if classes is None else classes)
-        return Xd, self.backend.asarray(Y, self.dtype), head, classes
+        return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
     # ------------------------------------------------------------------ the math
     def _workspace(self, m: int) -> _Workspace:
@@ -261,9 +266,13 @@ class MLP:
 
     def _loss_grads(self, X, Y):
         """Loss (0-d backend array) at the current weights; fills self._grads."""
+        return self._add_l2(self._data_loss_grads(X, Y), X.shape[0])
+
+    def _data_loss_grads(self, X, Y):
+        """The data part of `_loss_grads`: the mean loss over the rows of X and its gradients
+        (into self._grads), without the L2 term, which `_add_l2` adds for a batch of m rows."""
         be, P, G = self.backend, self._params, self._grads
-        m = X.shape[0]
-        ws = self._workspace(m)
+        ws = self._workspace(X.shape[0])
         Z = self._forward(X, ws)
         loss = be.loss_delta(Z, Y, self.head, Z)
         delta = Z
@@ -274,11 +283,15 @@ class MLP:
             be.dense_backward(delta, A_prev, P[2 * l], G[2 * l], G[2 * l + 1], dA_prev,
                               act_prev)
             delta = dA_prev
-        if self.l2:
-            loss = loss + self._l2_loss(m)
-            for l in range(self.n_layers):
-                be.add_scaled(G[2 * l], P[2 * l], self.l2 / m)
         return loss
+
+    def _add_l2(self, loss, m: int):
+        """loss + l2/(2m) sum ||W||^2, and dW += l2/m W in self._grads (nothing without L2)."""
+        if not self.l2:
+            return loss
+        for l in range(self.n_layers):
+            self.backend.add_scaled(self._grads[2 * l], self._params[2 * l], self.l2 / m)
+        return loss + self._l2_loss(m)
 
     def _l2_loss(self, m: int):
         """l2 / (2m) * sum ||W||^2 (0.0 without L2)."""
@@ -410,18 +423,34 @@ class MLP:
                         self.backend.empty((n, y_cols), self.dtype))
         return ws.batch
 
-    def _step_function(self):
+    def _step_function(self, reducer=None):
         """One training step, step(X, Y, lr) -> loss: the backend's compiled path when it
-        has one for this network, else the shared path below."""
+        has one for this network, else the shared path below.
+
+        reducer: for data-parallel training (accelnn.distributed), a callable
+        `reducer(loss, grads, m) -> (loss, m_batch)` called between the gradients and the
+        update. X is then this process's part of a batch (possibly no rows: loss and grads
+        are then meaningless and the reducer must count them as zero); `loss` and `grads`
+        are the mean data loss and its gradients over those m rows, and the reducer replaces
+        the grads in place by the means over the whole batch, returning that batch's mean
+        loss and row count. L2 is added once afterwards, for the whole batch. With a
+        reducer, the backend's compiled path is never used."""
         be, opt = self.backend, self._optimizer
-        spec = StepSpec(self.layer_sizes, self.activations, self.head, self.l2, opt,
-                        self.dtype)
-        fused = be.fused_train_step(spec)
-        if fused is not None:
-            return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X, Y, lr)
+        if reducer is None:
+            spec = StepSpec(self.layer_sizes, self.activations, self.head, self.l2, opt,
+                            self.dtype)
+            fused = be.fused_train_step(spec)
+            if fused is not None:
+                return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X,
+                                              Y, lr)
 
         def step(X, Y, lr):
-            loss = self._loss_grads(X, Y)
+            if reducer is None:
+                loss = self._loss_grads(X, Y)
+            else:
+                m = X.shape[0]
+                loss, m = reducer(self._data_loss_grads(X, Y) if m else 0.0, self._grads, m)
+                loss = self._add_l2(loss, m)
             opt.update(be, self._params, self._grads, self._opt_state, lr)
             return loss
 

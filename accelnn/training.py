@@ -154,12 +154,18 @@ class _Data:
     """Rows to train or evaluate on. Device-resident normally; for a memory-mapped X
     (np.memmap) trained in mini-batches, X stays on the host and each batch is read from the
     file and moved alone, so the process never holds the whole of X. `rows` selects a subset
-    of a memory-mapped X (the training part of a validation split) without copying it."""
+    of a memory-mapped X (the training part of a validation split) without copying it.
 
-    def __init__(self, model, X, Y, rows=None):
+    part=(lo, m): this process holds rows lo, lo+1, ... of a data set of m rows split across
+    processes (accelnn.distributed). `m` and the batches then number the rows of the whole
+    data set, and each batch yields this process's rows of it (possibly none) with the whole
+    batch's weight; `chunks` covers this process's rows only."""
+
+    def __init__(self, model, X, Y, rows=None, part=None):
         self.model, self.X, self.Y, self.rows = model, X, Y, rows
         self.stream = isinstance(X, np.memmap)
-        self.m = len(rows) if rows is not None else X.shape[0]
+        self.n = len(rows) if rows is not None else X.shape[0]  # rows held here
+        self.lo, self.m = part or (0, self.n)
 
     def _take(self, idx, n: int):
         """The rows idx (host indices into this data) as device arrays."""
@@ -183,15 +189,18 @@ class _Data:
             order = np.arange(m)
         for lo in range(0, m, bs):
             idx = order[lo:lo + bs]
-            yield (*self._take(idx, len(idx)), len(idx) / m)
+            weight = len(idx) / m
+            if self.n != m:
+                idx = idx[(idx >= self.lo) & (idx < self.lo + self.n)] - self.lo
+            yield (*self._take(idx, len(idx)), weight)
 
     def chunks(self, size: int):
         """(X, Y) in order, at most `size` rows at a time (for evaluation)."""
-        if self.m <= size and not self.stream:
+        if self.n <= size and not self.stream:
             yield self.X, self.Y
             return
-        for lo in range(0, self.m, size):
-            idx = np.arange(lo, min(lo + size, self.m))
+        for lo in range(0, self.n, size):
+            idx = np.arange(lo, min(lo + size, self.n))
             yield self._take(idx, len(idx))
 
 
@@ -218,8 +227,15 @@ def evaluate(model, data: _Data, chunk: int = 4096) -> tuple[float, float | None
 
 def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
         validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
-        checkpoint, resume_from):
-    """MLP.fit (see its docstring). Every argument is checked before anything changes."""
+        checkpoint, resume_from, part=None, reducer=None):
+    """MLP.fit (see its docstring). Every argument is checked before anything changes.
+
+    Data-parallel seams (accelnn.distributed): part=(lo, m) says X holds rows lo, lo+1, ...
+    of a data set of m rows split across processes and y holds the targets of all m rows
+    (see MLP._prepare); batches are drawn over all m rows and this process trains on its
+    rows of each. reducer combines every step's gradients across processes (see
+    MLP._step_function). With a part, accuracy metrics and validation_split are rejected:
+    they would see this process's rows only."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
@@ -262,13 +278,20 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     else:
         opt = get_optimizer(optimizer, lr)
 
+    if part is not None and (validation_split or "accuracy" in metrics
+                             or (stopper and "accuracy" in stopper.monitor)):
+        raise ValueError("data-parallel training supports neither accuracy metrics nor "
+                         "validation_split (they would see one process's rows only); give "
+                         "validation_data, which every process evaluates whole")
+
     stream = isinstance(X, np.memmap) and batch_size is not None
     if stream:
         Xd = check_host_X(X, model.layer_sizes[0])
-        head, classes, Y = model._encode_targets(y, Xd.shape[0], model.head, model.classes_)
-        Yd = model.backend.asarray(Y, model.dtype)
+        lo, m = part or (0, Xd.shape[0])
+        head, classes, Y = model._encode_targets(y, m, model.head, model.classes_)
+        Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
     else:
-        Xd, Yd, head, classes = model._prepare(X, y)
+        Xd, Yd, head, classes = model._prepare(X, y, part=part)
     val = None
     if validation_data is not None:
         val = model._prepare(*validation_data, head=head, classes=classes)[:2]
@@ -296,16 +319,17 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     schedule.bind(last)
     if resumed is not None:
         schedule.load_state(resumed["schedule"])
-    run = _Run(model, _Data(model, Xd, Yd, rows), batch_size, shuffle,
+    run = _Run(model, _Data(model, Xd, Yd, rows, part), batch_size, shuffle,
                None if val is None else _Data(model, *val), needs_accuracy, stopper, schedule,
-               cbs, verbose, checkpoint, opt.lr if lr is None else float(lr))
+               cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
     return run.go(first, last)
 
 
 class _Run:
     def __init__(self, model, data, batch_size, shuffle, val, accuracy, stopper, schedule,
-                 cbs, verbose, checkpoint, lr0):
+                 cbs, verbose, checkpoint, lr0, reducer=None):
         self.model, self.data, self.shuffle, self.val = model, data, shuffle, val
+        self.reducer = reducer
         self.bs = data.m if batch_size is None else min(batch_size, data.m)
         self.accuracy, self.stopper, self.schedule = accuracy, stopper, schedule
         self.cbs, self.verbose, self.checkpoint, self.lr0 = cbs, verbose, checkpoint, lr0
@@ -338,7 +362,7 @@ class _Run:
     def go(self, first: int, last: int) -> History:
         model, be = self.model, self.model.backend
         history = History()
-        step = model._step_function()
+        step = model._step_function(self.reducer)
         # Weights at the start of the current epoch, and of the last epoch whose loss was
         # finite: where a diverging fit rolls back to.
         start = [be.copy(p) for p in model._params]
