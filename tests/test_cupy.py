@@ -67,15 +67,16 @@ def fake_cupy(count=1, count_error=None, device_error=None, driver=12040):
 def fresh(monkeypatch):
     """An empty registry cache and the cupy backend modules unimported, for this test only;
     `fresh(module)` installs a stand-in `cupy` (None: not installed) and returns the freshly
-    imported backend module (None when the import fails)."""
+    imported backend module (None when the import fails). Afterwards the modules and the
+    registry are as they were, whether or not they had been imported before."""
     for name in ("_status", "_classes", "_instances"):
         monkeypatch.setattr(registry, name, {})
     monkeypatch.setattr(registry, "_global", None)
-    for name in MODULES:
-        monkeypatch.delitem(sys.modules, f"accelnn.backends.{name}", raising=False)
-        monkeypatch.delattr(registry, name, raising=False)
     for var in ("ACCELNN_BACKEND", "ACCELNN_DEVICE", "ACCELNN_ALLOW_TF32"):
         monkeypatch.delenv(var, raising=False)
+    keys = [f"accelnn.backends.{name}" for name in MODULES]
+    saved_modules = {k: sys.modules.pop(k) for k in keys if k in sys.modules}
+    saved_attrs = {n: vars(registry).pop(n) for n in MODULES if n in vars(registry)}
 
     def install(module):
         monkeypatch.setitem(sys.modules, "cupy", module)
@@ -84,7 +85,13 @@ def fresh(monkeypatch):
         except ImportError:
             return None
 
-    return install
+    yield install
+    for key in keys:
+        sys.modules.pop(key, None)
+    for name in MODULES:
+        vars(registry).pop(name, None)
+    sys.modules.update(saved_modules)
+    vars(registry).update(saved_attrs)
 
 
 def _cannot_run(reason: str) -> None:
