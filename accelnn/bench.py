@@ -745,7 +745,7 @@ def _machine_line(m: dict) -> str:
         f"{b.get('internal_api')} {b.get('version')} (kernel {b.get('architecture')}, "
         f"{b.get('num_threads')} threads)" if "error" not in b else b["error"]
         for b in m.get("blas", [])) or "unknown"
-    gpus = [f"{n}: {i.get('device')}" for n, i in m.get("backends", {}).items()
+    gpus = [f"{n}: {i.get('gpu', i.get('device'))}" for n, i in m.get("backends", {}).items()
             if i.get("device") not in (None, "cpu")]
     versions = ", ".join(f"{k} {m.get(k) or '-'}" for k in ("python", "numpy", "numba", "cupy"))
     return (f"{m.get('cpu')}, {m.get('cores')} cores; BLAS {blas}; "
