@@ -1,0 +1,316 @@
+"""Data-parallel training over MPI (mpi4py), with NCCL (CuPy) for the all-reduce between GPUs.
+
+Run the same script on every rank, `mpirun -n 4 python train.py`:
+
+    import numpy as np, accelnn, accelnn.distributed
+    X = np.load("X.npy", mmap_mode="r")            # each rank reads only its rows
+    y = np.load("y.npy")                           # every rank holds all the targets
+    model = accelnn.MLP([784, 256, 10], seed=0, dtype="float64")   # the same seed everywhere
+    history = accelnn.distributed.fit(model, X, y, epochs=10, batch_size=512, lr=0.1)
+
+Rank r holds the contiguous rows `shard_bounds(m, r, size)` of X. Every rank draws the same
+seeded permutation of all m rows, so a global batch is the same set of rows as in one process;
+each rank computes the mean loss and gradients over its rows of that batch (possibly none),
+packs them, times its row count, with the loss and the count into one flat buffer, and one
+all-reduce per step sums the buffers. Dividing by the summed count gives the means over the
+global batch, so every rank applies the same update (the weights stay bit-identical) and the
+result equals the single-process fit up to rounding (float64: about 1e-15 relative). L2 is
+added once, after the all-reduce, for the global batch.
+
+Transports (`transport`): with the cupy backend and NCCL available, the all-reduce runs over
+NCCL on the device buffer (MPI only carries NCCL's unique id); otherwise over MPI's
+Iallreduce on a host buffer (staged through the host for a GPU without NCCL). Waits are
+bounded: a peer that died, hangs or runs a different number of steps makes every waiting
+rank raise DistributedError after `timeout` seconds instead of hanging; the configuration of
+every rank (architecture, dtype, backend, data shape, targets, fit options, starting weights
+and RNG state) is compared collectively before the first step.
+
+The NCCL path has not been run on GPUs yet; the MPI path is tested under `mpirun -n 2`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import socket
+import time
+
+import numpy as np
+
+from accelnn import training
+from accelnn._data import host_array
+from accelnn._version import __version__
+
+
+class DistributedError(RuntimeError):
+    """Ranks disagree on the configuration, or a peer did not take part in a collective in
+    time (it died, failed, or runs different steps). The communicator may be left with a
+    pending collective: end the process (mpi4py's `python -m mpi4py` runner aborts the job on
+    an uncaught exception)."""
+
+
+def world(comm=None):
+    """The communicator to train on: `comm`, or MPI.COMM_WORLD when None. Raises ImportError
+    (with the install command) when mpi4py or its MPI library cannot be loaded, and TypeError
+    for a `comm` that is not an mpi4py intracommunicator."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # also a missing or broken MPI library under mpi4py
+        raise ImportError(f"accelnn.distributed needs mpi4py and an MPI library: pip install "
+                          f"'accelnn[mpi]' ({exc})") from exc
+    if comm is None:
+        return MPI.COMM_WORLD
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(f"comm must be an mpi4py intracommunicator (e.g. MPI.COMM_WORLD), got "
+                        f"{comm!r}")
+    return comm
+
+
+def shard_bounds(m: int, rank: int, size: int) -> tuple[int, int]:
+    """The rows [lo, hi) that `rank` of `size` ranks holds of m rows: contiguous, in rank
+    order, sizes differing by at most one. Rejects (ValueError) size < 1, a rank outside
+    0..size-1, and m < size (a rank would hold no rows)."""
+    if not (isinstance(size, int) and size >= 1 and isinstance(rank, int)
+            and 0 <= rank < size):
+        raise ValueError(f"need 0 <= rank < size, got rank {rank!r} of size {size!r}")
+    if not (isinstance(m, (int, np.integer)) and m >= size):
+        raise ValueError(f"{m} rows cannot be split over {size} ranks: every rank needs at "
+                         f"least one row")
+    return rank * m // size, (rank + 1) * m // size
+
+
+def _nccl_available() -> bool:
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return False
+    return bool(getattr(nccl, "available", False))
+
+
+def transport(backend) -> str:
+    """"nccl" for the cupy backend when CuPy's NCCL bindings are available, else "mpi"."""
+    return "nccl" if backend.name == "cupy" and _nccl_available() else "mpi"
+
+
+def _wait(done, timeout: float, what: str, rank: int) -> None:
+    """Poll done() until it is true; DistributedError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.0
+    while not done():
+        if time.monotonic() > deadline:
+            raise DistributedError(
+                f"rank {rank}: {what} did not complete within {timeout:g} s: another rank "
+                f"has died, failed (see its error) or is running different steps")
+        time.sleep(pause)
+        pause = min(1e-3, 2 * pause + 1e-5)
+
+
+class _Mpi:
+    """In-place sum of a buffer over MPI (Iallreduce on the host, bounded wait)."""
+
+    def __init__(self, comm, backend, timeout: float):
+        from mpi4py import MPI
+
+        self.comm, self.backend, self.timeout, self.mpi = comm, backend, timeout, MPI
+
+    def __call__(self, buf, what: str) -> float:
+        host = buf if isinstance(buf, np.ndarray) else self.backend.to_numpy(buf)
+        req = self.comm.Iallreduce(self.mpi.IN_PLACE, host, op=self.mpi.SUM)
+        _wait(req.Test, self.timeout, what, self.comm.rank)
+        if host is not buf:
+            buf[...] = self.backend.asarray(host)
+        return float(host[-1])
+
+
+class _Nccl:
+    """In-place sum of a CuPy buffer over NCCL on the current stream; MPI sends NCCL's
+    unique id from rank 0. Waits are polled on an event, bounded; on a timeout the NCCL
+    communicator is aborted so that no kernel stays blocked. Not yet run on GPUs."""
+
+    def __init__(self, comm, timeout: float):
+        import cupy
+        from cupy.cuda import nccl
+
+        self.cupy, self.nccl, self.timeout, self.rank = cupy, nccl, timeout, comm.rank
+        uid = np.zeros(128, np.int8)  # NCCL_UNIQUE_ID_BYTES
+        if comm.rank == 0:
+            uid[:] = nccl.get_unique_id()
+        req = comm.Ibcast(uid, root=0)
+        _wait(req.Test, timeout, "the broadcast of the NCCL id", comm.rank)
+        self.comm = nccl.NcclCommunicator(comm.size, tuple(int(c) for c in uid), comm.rank)
+
+    def __call__(self, buf, what: str) -> float:
+        nccl = self.nccl
+        kind = nccl.NCCL_FLOAT64 if buf.dtype == np.float64 else nccl.NCCL_FLOAT32
+        stream = self.cupy.cuda.get_current_stream()
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kind, nccl.NCCL_SUM,
+                            stream.ptr)
+        event = stream.record()
+        try:
+            _wait(lambda: event.done, self.timeout, what, self.rank)
+        except DistributedError:
+            self.comm.abort()
+            raise
+        return float(buf[-1])
+
+
+class _Reducer:
+    """The reducer of MLP._step_function: one all-reduce per step of the flat buffer
+    [m * grads..., m * loss, m] (zeros from a rank with no rows in the batch); the sums
+    divided by the summed m are the global batch's mean gradients and loss."""
+
+    def __init__(self, model, allreduce):
+        be, grads = model.backend, model._grads
+        sizes = [g.size for g in grads]
+        self.xp, self.allreduce, self.steps = be.xp, allreduce, 0
+        self.buf = be.zeros(sum(sizes) + 2, model.dtype)
+        ends = np.cumsum(sizes)
+        self.views = [self.buf[e - n:e].reshape(g.shape) for e, n, g in zip(ends, sizes, grads)]
+
+    def __call__(self, loss, grads, m: int):
+        xp, buf = self.xp, self.buf
+        if m:
+            for g, v in zip(grads, self.views):
+                xp.multiply(g, m, out=v)
+            buf[-2] = loss * m
+            buf[-1] = m
+        else:
+            buf.fill(0)
+        self.steps += 1
+        total = self.allreduce(buf, f"the all-reduce of step {self.steps}")
+        for g, v in zip(grads, self.views):
+            xp.divide(v, total, out=g)
+        return buf[-2] / total, int(total)
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def _plain(key: str, value):
+    """A fit option as a JSON-able value that is equal on two ranks when the options are."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "config"):
+        return value.config()
+    if key == "validation_data":
+        return [list(np.shape(a)) for a in value]
+    if key == "callbacks":
+        return len(value)
+    return repr(value)
+
+
+def _describe(model, X, y, options: dict, mode: str) -> dict:
+    """What must be the same on every rank, as JSON-able values."""
+    be, opt = model.backend, model._optimizer
+    state = [be.to_numpy(p) for p in model._params]
+    for key in (opt.state_arrays if opt else ()):
+        state += [be.to_numpy(a) for a in model._opt_state[key]]
+    rng = json.dumps(model._rng.bit_generator.state, sort_keys=True)
+    fit_opts = {k: _plain(k, v) for k, v in options.items()
+                if k not in ("verbose", "checkpoint")}
+    return {
+        "accelnn": __version__, "backend": be.name, "transport": mode,
+        "dtype": model.dtype.name, "layer_sizes": list(model.layer_sizes),
+        "activations": [a.name for a in model.activations],
+        "output": model.head.name if model.head else "auto", "l2": model.l2,
+        "X shape": list(X.shape), "X dtype": str(X.dtype),
+        "targets": _digest(y), "fit options": fit_opts,
+        "starting weights and optimizer state": _digest(*state),
+        "RNG state": hashlib.sha256(rng.encode()).hexdigest()[:16],
+        "epoch": model.epoch_,
+        "classes": None if model.classes_ is None else _digest(model.classes_),
+    }
+
+
+def _check_together(comm, desc: dict, gpu: str | None, timeout: float) -> None:
+    """Allgather every rank's description (bounded waits); raise DistributedError on every
+    rank, naming each difference, when they disagree or two ranks share one GPU."""
+    from mpi4py import MPI
+
+    mine = np.frombuffer(json.dumps([desc, gpu], sort_keys=True).encode(), np.uint8)
+    sizes = np.zeros(comm.size, np.int64)
+    req = comm.Iallgather(np.array([mine.size], np.int64), sizes)
+    _wait(req.Test, timeout, "the configuration check", comm.rank)
+    everyone = np.zeros(int(sizes.sum()), np.uint8)
+    req = comm.Iallgatherv(mine, [everyone, sizes, MPI.UINT8_T])
+    _wait(req.Test, timeout, "the configuration check", comm.rank)
+    ends = np.cumsum(sizes)
+    got = [json.loads(everyone[e - n:e].tobytes()) for e, n in zip(ends, sizes)]
+    problems = []
+    for key in got[0][0]:
+        values = [d[key] for d, _ in got]
+        if any(v != values[0] for v in values):
+            per_rank = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            problems.append(f"{key} differ ({per_rank})")
+    gpus = [g for _, g in got]
+    for r, g in enumerate(gpus):
+        if g is not None and g in gpus[:r]:
+            problems.append(f"ranks {gpus.index(g)} and {r} share the GPU {g}: give each "
+                            f"rank its own (ACCELNN_DEVICE=<local rank>)")
+    if problems:
+        raise DistributedError("the ranks disagree, so training cannot start: "
+                               + "; ".join(problems))
+
+
+def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> training.History:
+    """Data-parallel `model.fit(X, y, **options)` over the ranks of `comm` (default
+    MPI.COMM_WORLD); every rank calls it with the same arguments and returns the same
+    History, and the model ends with the same weights on every rank.
+
+    X: all m rows, on every rank (best a memory-mapped .npy, np.load(path, mmap_mode="r"):
+        a rank then reads only its rows `shard_bounds(m, rank, size)`, all at once for a
+        full batch, a batch at a time with a batch_size); only those rows go to the device.
+    y: the targets of all m rows, on every rank (labels resolve the same everywhere).
+    options: those of MLP.fit. Progress (verbose) and checkpoints come from rank 0 only;
+        resume_from is read by every rank (a shared file system); callbacks run on every
+        rank and must decide the same (setting stop_training on one rank only makes the
+        others time out). validation_data is evaluated whole by every rank.
+    timeout: seconds any rank waits for the others in one collective (the configuration
+        check or a step's all-reduce) before raising DistributedError. It bounds the time a
+        rank may lag behind the others, so allow for the slowest step and a JIT compile.
+
+    Raises, on every rank and before any step: ImportError without mpi4py/MPI; TypeError for
+    an unknown option or a bad comm; ValueError for a timeout that is not a positive number,
+    X that is not 2-D, fewer rows than ranks, accuracy metrics or validation_split (they
+    would see one rank's rows), and whatever MLP.fit rejects; DistributedError when the
+    ranks disagree on the backend, transport, dtype, layer sizes, activations, output, l2,
+    the shape or dtype of X, the targets, the fit options, the starting weights, optimizer
+    state or RNG state (create the model with the same seed everywhere), or when two ranks
+    share a GPU. During training, DistributedError when a peer does not join a step within
+    `timeout`. A rank-local error (e.g. NaN in one rank's rows) raises there, and the other
+    ranks raise DistributedError after `timeout`.
+    """
+    comm = world(comm)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    known = {n: p.default for n, p in inspect.signature(model.fit).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unknown fit options: {', '.join(unknown)}")
+    options = {**known, **options}
+    if not hasattr(X, "shape"):
+        X = host_array(X, "X")
+    if len(X.shape) != 2:
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+    m = int(X.shape[0])
+    lo, hi = shard_bounds(m, comm.rank, comm.size)
+    y = host_array(y, "y")
+    mode = transport(model.backend)
+    gpu = f"{socket.gethostname()}:{model.backend.device}" if model.backend.name == "cupy" \
+        else None
+    _check_together(comm, _describe(model, X, y, options, mode), gpu, timeout)
+    allreduce = (_Nccl(comm, timeout) if mode == "nccl"
+                 else _Mpi(comm, model.backend, timeout))
+    if comm.rank != 0:
+        options.update(verbose=0, checkpoint=None)
+    return training.fit(model, X[lo:hi], y, **options, part=(lo, m),
+                        reducer=_Reducer(model, allreduce))
