@@ -42,47 +42,46 @@ def host_array(x, name: str) -> np.ndarray:
         raise TypeError(f"{name} could not be read as an array: {exc}") from exc
 
 
-def check_X(backend, X, dtype, n_features: int):
-    """Validate features and return them as a C-contiguous backend array of `dtype`.
-
-    Rejects: anything that is not a 2-D array of numbers (bool, int or float; complex, text and
-    objects are refused), an empty array, a wrong number of columns, NaN or Inf."""
-    if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
-    try:
-        arr = backend.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"X could not be read as an array: {exc}") from exc
-    if _dtype_kind(arr) not in "biuf":
-        raise TypeError(f"X must hold numbers (bool, int or float), got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        hint = (" Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
-                "sample." if arr.ndim == 1 else "")
-        raise ValueError(f"X must be 2-D (samples, features), got shape {arr.shape}.{hint}")
-    if arr.shape[0] == 0:
-        raise ValueError("X is empty: it has 0 samples")
-    if arr.shape[1] != n_features:
-        raise ValueError(f"X has {arr.shape[1]} features, but the model's input layer has "
-                         f"{n_features}")
-    arr = backend.asarray(arr, dtype)
-    if not backend.all_finite(arr):
-        raise ValueError("X contains NaN or Inf")
-    return arr
-
-
-
-def check_host_X(X: np.ndarray, n_features: int, chunk_rows: int = 65536) -> np.ndarray:
-    """Validate a host array (a memory-mapped file) a chunk of rows at a time, without
-    loading or copying it whole; returns it unchanged. Rejects what check_X rejects."""
-    if X.dtype.kind not in "biuf":
+def _check_layout(X, n_features: int) -> None:
+    if _dtype_kind(X) not in "biuf":
         raise TypeError(f"X must hold numbers (bool, int or float), got dtype {X.dtype}")
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+        hint = (" Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
+                "sample." if X.ndim == 1 else "")
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}.{hint}")
     if X.shape[0] == 0:
         raise ValueError("X is empty: it has 0 samples")
     if X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features, but the model's input layer has "
                          f"{n_features}")
+
+
+def check_X(backend, X, dtype, n_features: int):
+    """Validate features and return them as a C-contiguous backend array of `dtype`.
+
+    Rejects: anything that is not a 2-D array of numbers (bool, int or float; complex, text and
+    objects are refused), an empty array, a wrong number of columns, NaN or Inf. Host data is
+    checked and cast on the host, then moved once."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if not isinstance(X, (np.ndarray, backend.xp.ndarray)):
+        try:
+            X = backend.asarray(X)  # __dlpack__ / __array__ producers
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X could not be read as an array: {exc}") from exc
+    _check_layout(X, n_features)
+    if isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X, dtype=dtype)
+    arr = backend.asarray(X, dtype)
+    if not backend.all_finite(arr):
+        raise ValueError("X contains NaN or Inf")
+    return arr
+
+
+def check_host_X(X: np.ndarray, n_features: int, chunk_rows: int = 65536) -> np.ndarray:
+    """Validate a host array (a memory-mapped file) a chunk of rows at a time, without
+    loading or copying it whole; returns it unchanged. Rejects what check_X rejects."""
+    _check_layout(X, n_features)
     if X.dtype.kind == "f":
         for lo in range(0, X.shape[0], chunk_rows):
             if not np.isfinite(X[lo:lo + chunk_rows]).all():

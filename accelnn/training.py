@@ -167,41 +167,40 @@ class _Data:
         self.n = len(rows) if rows is not None else X.shape[0]  # rows held here
         self.lo, self.m = part or (0, self.n)
 
-    def _take(self, idx, n: int):
-        """The rows idx (host indices into this data) as device arrays."""
+    def _take(self, idx):
+        """The rows idx (indices into this data: on the host when streaming, else on the
+        device) as device arrays, gathered into reused buffers."""
         be, model = self.model.backend, self.model
-        Xbuf, Ybuf = model._batch_buffers(n, self.X.shape[1], self.Y.shape[1])
+        Xbuf, Ybuf = model._batch_buffers(idx.shape[0], self.X.shape[1], self.Y.shape[1])
         if self.stream:
             src = idx if self.rows is None else self.rows[idx]
             return (be.asarray(self.X[src], model.dtype),
                     be.take_rows(self.Y, be.asarray(idx), Ybuf))
-        idx = be.asarray(idx)
         return be.take_rows(self.X, idx, Xbuf), be.take_rows(self.Y, idx, Ybuf)
 
     def batches(self, bs: int, order):
         """(X, Y, weight) per batch of the permutation `order` (None: in order), weight being
-        the batch's share of the rows."""
+        the batch's share of the rows. The permutation moves to the device once per epoch."""
         m = self.m
         if bs >= m and order is None and not self.stream:
             yield self.X, self.Y, 1.0
             return
         if order is None:
             order = np.arange(m)
+        if not self.stream:
+            order = self.model.backend.asarray(order)
         for lo in range(0, m, bs):
             idx = order[lo:lo + bs]
-            weight = len(idx) / m
-            if self.n != m:
-                idx = idx[(idx >= self.lo) & (idx < self.lo + self.n)] - self.lo
-            yield (*self._take(idx, len(idx)), weight)
+            yield (*self._take(idx), idx.shape[0] / m)
 
     def chunks(self, size: int):
         """(X, Y) in order, at most `size` rows at a time (for evaluation)."""
-        if self.n <= size and not self.stream:
-            yield self.X, self.Y
-            return
-        for lo in range(0, self.n, size):
-            idx = np.arange(lo, min(lo + size, self.n))
-            yield self._take(idx, len(idx))
+        for lo in range(0, self.m, size):
+            hi = min(lo + size, self.m)
+            if self.stream:
+                yield self._take(np.arange(lo, hi))
+            else:
+                yield self.X[lo:hi], self.Y[lo:hi]
 
 
 def _n_correct(xp, Z, Y, head_name: str):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +29,11 @@ def test_wheel_has_no_top_level_backends(tmp_path):
 
 
 def test_import_backends_is_banned_by_ruff():
-    ruff = Path(sys.executable).with_name("ruff")
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with accelnn[test])")
     proc = subprocess.run(
-        [str(ruff), "check", "--config", str(ROOT / "pyproject.toml"), "--select", "TID251",
+        [ruff, "check", "--config", str(ROOT / "pyproject.toml"), "--select", "TID251",
          "--stdin-filename", "probe.py", "-"], input="import backends\n",
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stdout + proc.stderr
