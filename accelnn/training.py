@@ -191,12 +191,15 @@ class _Data:
             order = self.model.backend.asarray(order)
         for lo in range(0, m, bs):
             idx = order[lo:lo + bs]
-            yield (*self._take(idx), idx.shape[0] / m)
+            weight = idx.shape[0] / m
+            if self.n != m:  # this process's rows of the batch
+                idx = idx[(idx >= self.lo) & (idx < self.lo + self.n)] - self.lo
+            yield (*self._take(idx), weight)
 
     def chunks(self, size: int):
         """(X, Y) in order, at most `size` rows at a time (for evaluation)."""
-        for lo in range(0, self.m, size):
-            hi = min(lo + size, self.m)
+        for lo in range(0, self.n, size):
+            hi = min(lo + size, self.n)
             if self.stream:
                 yield self._take(np.arange(lo, hi))
             else:
