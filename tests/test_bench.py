@@ -170,6 +170,20 @@ def test_absent_peers_are_skipped_with_the_reason():
         assert "never a dependency" in reason
 
 
+def test_plain_numpy_peer_agrees_and_is_not_judged(monkeypatch):
+    report = bench.run(configs=["seed", "deep"], backends=["numpy-plain"], dtypes=["float64"],
+                       quick=True, min_time=0.002, progress=False)
+    rows = report["records"]
+    assert {r["backend"] for r in rows} == {"numpy-plain"} and all(r["peer"] for r in rows)
+    assert all(r["status"] == "ok" and r["max_rel_err"] < 1e-12 for r in rows), rows
+    # A peer beyond its limit is reported, but the exit status only judges accelnn backends.
+    monkeypatch.setattr(bench, "ERR_LIMITS", {"float64": 0.0, "float32": 0.0})
+    assert cli_main(["bench", "--quick", "--min-time", "0.002", "--configs", "seed",
+                     "--backends", "numpy-plain", "--phases", "predict"]) == 0
+    assert cli_main(["bench", "--quick", "--min-time", "0.002", "--configs", "seed",
+                     "--backends", "numpy", "--dtypes", "float32", "--phases", "predict"]) == 1
+
+
 def test_measure_synchronizes_before_every_clock_read():
     calls, syncs = [], []
     t = bench.measure(lambda: calls.append(1), lambda: syncs.append(len(calls)), 0.002, 3)
