@@ -28,18 +28,6 @@ if not SKLEARN_MISSING:
 
     pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# Checks that fail for a reason outside accelnn.sklearn, with the reason; each backend's
-# list empties when its bug is fixed.
-KNOWN_FAILURES = {
-    "numba": {
-        name: "numba backend: the fused train step cannot take a read-only X (a memory-mapped "
-              "file opened with mmap_mode='r') in a full batch: numba_kernels.train_step "
-              "assigns X and the layer buffers to one variable, typed read-only"
-        for name in ("check_readonly_memmap_input", "check_classifiers_train",
-                     "check_regressors_train")
-    },
-}
-
 
 def _require(name: str) -> None:
     status = accelnn.available_backends()[name]
@@ -55,8 +43,7 @@ def test_check_estimator(kind, backend_name):
     estimator = (MLPClassifier if kind == "classifier" else MLPRegressor)(backend=backend_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkipTestWarning)  # pandas, array API: counted below
-        results = check_estimator(estimator, on_fail=None,
-                                  expected_failed_checks=KNOWN_FAILURES.get(backend_name))
+        results = check_estimator(estimator, on_fail=None)
     status = {}
     for r in results:
         status.setdefault(r["status"], []).append(r["check_name"])
