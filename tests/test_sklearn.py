@@ -260,3 +260,13 @@ def test_import_accelnn_leaves_sklearn_alone_and_says_what_is_missing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "accelnn.sklearn needs scikit-learn >= 1.6" in out
+
+
+@needs_sklearn
+def test_verbose_prints_a_line_per_epoch(capsys):
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, verbose=True, random_state=0,
+                 backend="numpy").fit(X, X[:, 0])
+    out = capsys.readouterr().out
+    assert [line.split(" loss")[0] for line in out.splitlines()] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
