@@ -266,13 +266,15 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """Weight matrices, coefs_[i] of shape (n_in, n_out), as NumPy copies."""
+        """Weight matrices, coefs_[i] of shape (n_in, n_out), as NumPy copies; NotFittedError
+        before fit."""
         check_is_fitted(self)
         return [W for W, _ in self._mlp.get_weights()]
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """Bias vectors, intercepts_[i] of shape (n_out,), as NumPy copies."""
+        """Bias vectors, intercepts_[i] of shape (n_out,), as NumPy copies; NotFittedError
+        before fit."""
         check_is_fitted(self)
         return [b for _, b in self._mlp.get_weights()]
 

@@ -68,7 +68,9 @@ def _add_data_arguments(parser, target_help: str) -> None:
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Add `train` to an argparse subparsers object and return its parser."""
+    """Add `train` to an argparse subparsers object and return its parser, which rejects
+    (argparse's exit status 2) --layers that are not positive integers, a --batch-size other
+    than 'full' or an integer >= 1, and unknown --header or --task choices."""
     p = subparsers.add_parser(
         "train", help="train a network on a CSV file, a .npy/.npz pair or a built-in data set",
         description="Train a multi-layer perceptron and save it. DATA is a CSV file, a .npy "
@@ -170,7 +172,8 @@ def run_train(args) -> int:
 
 
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
-    """Add `predict` to an argparse subparsers object and return its parser."""
+    """Add `predict` to an argparse subparsers object and return its parser, which rejects
+    (exit status 2) a missing MODEL or DATA and an unknown --header choice."""
     p = subparsers.add_parser(
         "predict", help="predict with a saved model",
         description="Write the predictions of a model saved by `accelnn train` (or "

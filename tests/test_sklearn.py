@@ -18,7 +18,7 @@ SKLEARN_MISSING = importlib.util.find_spec("sklearn") is None
 needs_sklearn = pytest.mark.skipif(
     SKLEARN_MISSING, reason="scikit-learn is not installed (pip install 'accelnn[sklearn]')")
 if not SKLEARN_MISSING:
-    from sklearn.exceptions import ConvergenceWarning, SkipTestWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError, SkipTestWarning
     from sklearn.model_selection import GridSearchCV, train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -242,6 +242,10 @@ def test_bad_parameters_are_named(params, match):
 @needs_sklearn
 def test_bad_targets():
     X = np.ones((4, 2))
+    with pytest.raises(NotFittedError):
+        assert MLPClassifier().coefs_
+    with pytest.raises(NotFittedError):
+        assert MLPRegressor().intercepts_
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(X, [1, 1, 1, 1])
     with pytest.raises(ValueError, match="Unknown label type"):

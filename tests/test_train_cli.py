@@ -199,6 +199,9 @@ def test_command_errors(tmp_path):
                 ["--header", "maybe"], ["--task", "cluster"]):
         with pytest.raises(SystemExit):
             _main(["train", "xor", *bad])
+    for argv in (["predict", "m.npz"], ["predict", "m.npz", "xor", "--header", "maybe"]):
+        with pytest.raises(SystemExit):
+            _main(argv)
     one = _write(tmp_path / "one.csv", ["a,y", "1,0", "2,0"])
     fails(ValueError, "the target has 1 class; classification needs at least 2",
           ["train", one, "--output", str(tmp_path / "m.npz")])
