@@ -1,4 +1,4 @@
-"""The `accelnn` command: `info`, `demo`, `bench`."""
+"""The `accelnn` command: `info`, `demo`, `bench`, `train`, `predict`."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def _bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from accelnn.bench import add_arguments
+    from accelnn.train_cli import add_predict_parser, add_train_parser
 
     parser = argparse.ArgumentParser(prog="accelnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,17 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     add_arguments(sub.add_parser("bench", help="throughput and numerical agreement of every "
                                                "backend (and PyTorch/JAX peers), side by side"))
+    add_train_parser(sub)
+    add_predict_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     from accelnn.backends import BackendError
+    from accelnn.train_cli import run_predict, run_train
 
     args = build_parser().parse_args(argv)
-    handler = {"info": _info, "demo": _demo, "bench": _bench}[args.command]
+    handler = {"info": _info, "demo": _demo, "bench": _bench, "train": run_train,
+               "predict": run_predict}[args.command]
     try:
         return handler(args)
-    except (BackendError, ValueError, TypeError) as exc:
+    except (BackendError, ValueError, TypeError, ImportError, OSError) as exc:
         print(f"accelnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

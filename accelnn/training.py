@@ -296,7 +296,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
         Xd, Yd, head, classes = model._prepare(X, y, part=part)
     val = None
     if validation_data is not None:
-        val = model._prepare(*validation_data, head=head, classes=classes)[:2]
+        val = _Data(model, *model._prepare(*validation_data, head=head, classes=classes)[:2])
     needs_accuracy = "accuracy" in metrics or (stopper and "accuracy" in stopper.monitor)
     if needs_accuracy and head.name == "identity":
         raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")
@@ -311,10 +311,11 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
         perm = np.random.default_rng(model._split_seed).permutation(Xd.shape[0])
         keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
         be = model.backend
-        val = (be.asarray(Xd[hold], model.dtype), Yd[be.asarray(hold)])
-        if stream:
+        if stream:  # both parts stay in the file: only their row numbers are kept
+            val = _Data(model, Xd, Yd[be.asarray(hold)], rows=hold)
             rows, Yd = keep, Yd[be.asarray(keep)]
         else:
+            val = _Data(model, Xd[be.asarray(hold)], Yd[be.asarray(hold)])
             Xd, Yd = Xd[be.asarray(keep)], Yd[be.asarray(keep)]
     first = model.epoch_
     last = epochs if resumed is not None else first + epochs
@@ -322,7 +323,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     if resumed is not None:
         schedule.load_state(resumed["schedule"])
     run = _Run(model, _Data(model, Xd, Yd, rows, part), batch_size, shuffle,
-               None if val is None else _Data(model, *val), needs_accuracy, stopper, schedule,
+               val, needs_accuracy, stopper, schedule,
                cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
     return run.go(first, last)
 
