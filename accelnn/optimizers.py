@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 
-def _check_range(name: str, value, low: float, high: float, *, low_open=False, high_open=True):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+def check_range(name: str, value, low: float, high: float = math.inf, *, low_open=False,
+                high_open=False) -> float:
+    """`value` as a float when it is a finite real number in the interval; else ValueError
+    naming `name` and the interval (booleans are refused)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (
             value < high if high_open else value <= high)
@@ -28,7 +34,7 @@ def _check_range(name: str, value, low: float, high: float, *, low_open=False, h
 
 def check_lr(lr) -> float:
     """Validate a learning rate: a finite number > 0."""
-    return _check_range("lr", lr, 0.0, math.inf, low_open=True)
+    return check_range("lr", lr, 0.0, low_open=True)
 
 
 class Optimizer:
@@ -64,7 +70,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float | None = None, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(lr)
-        self.momentum = _check_range("momentum", momentum, 0.0, 1.0)
+        self.momentum = check_range("momentum", momentum, 0.0, 1.0, high_open=True)
         self.nesterov = bool(nesterov)
 
     @property
@@ -91,10 +97,10 @@ class Adam(Optimizer):
     def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(lr)
-        self.beta1 = _check_range("beta1", beta1, 0.0, 1.0)
-        self.beta2 = _check_range("beta2", beta2, 0.0, 1.0)
-        self.eps = _check_range("eps", eps, 0.0, math.inf, low_open=True)
-        self.weight_decay = _check_range("weight_decay", weight_decay, 0.0, math.inf)
+        self.beta1 = check_range("beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = check_range("beta2", beta2, 0.0, 1.0, high_open=True)
+        self.eps = check_range("eps", eps, 0.0, low_open=True)
+        self.weight_decay = check_range("weight_decay", weight_decay, 0.0)
 
     def update(self, backend, params, grads, state, lr):
         state["t"] += 1
@@ -121,8 +127,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float | None = None, rho: float = 0.9, eps: float = 1e-8):
         super().__init__(lr)
-        self.rho = _check_range("rho", rho, 0.0, 1.0)
-        self.eps = _check_range("eps", eps, 0.0, math.inf, low_open=True)
+        self.rho = check_range("rho", rho, 0.0, 1.0, high_open=True)
+        self.eps = check_range("eps", eps, 0.0, low_open=True)
 
     def update(self, backend, params, grads, state, lr):
         backend.rmsprop_update(params, grads, state["sq"], lr, self.rho, self.eps)

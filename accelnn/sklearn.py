@@ -50,7 +50,7 @@ except ImportError as exc:
                       "'accelnn[sklearn]' (or pip install scikit-learn)") from exc
 
 from accelnn.model import MLP
-from accelnn.optimizers import SGD, Adam
+from accelnn.optimizers import SGD, Adam, check_range
 from accelnn.schedules import Adaptive, InvScaling, Schedule
 
 MIN_ADAPTIVE_LR = 1e-6  # below it an "adaptive" run stops, as scikit-learn's does
@@ -59,18 +59,6 @@ MIN_ADAPTIVE_LR = 1e-6  # below it an "adaptive" run stops, as scikit-learn's do
 def _is_int(value, low: int) -> bool:
     return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
             and value >= low)
-
-
-def _check_number(name: str, value, low: float, high: float = math.inf, *,
-                  low_open=False, high_open=False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
 
 
 def _model_bytes(mlp: MLP) -> bytes:
@@ -180,11 +168,11 @@ class _BaseMLP(BaseEstimator):
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
             raise ValueError(f"learning_rate must be 'constant', 'invscaling' or 'adaptive', "
                              f"got {self.learning_rate!r}")
-        _check_number("alpha", self.alpha, 0.0)
-        _check_number("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
-        _check_number("tol", self.tol, 0.0)
-        _check_number("validation_fraction", self.validation_fraction, 0.0, 1.0,
-                      low_open=True, high_open=True)
+        check_range("alpha", self.alpha, 0.0)
+        check_range("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
+        check_range("tol", self.tol, 0.0)
+        check_range("validation_fraction", self.validation_fraction, 0.0, 1.0,
+                    low_open=True, high_open=True)
         for name in ("max_iter", "n_iter_no_change"):
             if not _is_int(getattr(self, name), 1):
                 raise ValueError(f"{name} must be an integer >= 1, got "

@@ -10,33 +10,11 @@ import pytest
 
 import accelnn
 from accelnn._data import check_X, host_array
+from tests.conftest import ArrayOnly, DLPackOnly
 
 TORCH_MISSING = importlib.util.find_spec("torch") is None
 needs_torch = pytest.mark.skipif(
     TORCH_MISSING, reason="PyTorch is not installed (the tests never install it)")
-
-
-class ArrayOnly:
-    """A producer with __array__ only."""
-
-    def __init__(self, a):
-        self.a = a
-
-    def __array__(self, dtype=None, copy=None):
-        return self.a
-
-
-class DLPackOnly:
-    """A producer with __dlpack__ only."""
-
-    def __init__(self, a):
-        self.a = a
-
-    def __dlpack__(self, **kwargs):
-        return self.a.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self.a.__dlpack_device__()
 
 
 def _data(seed=0):

@@ -71,7 +71,8 @@ seconds = time.perf_counter() - t0
 done.set()
 sampler.join()
 print(json.dumps({"before_mb": before, "peak_mb": max(peak), "seconds": seconds,
-                  "accuracy": hist["accuracy"][-1], "val_accuracy": hist["val_accuracy"][-1], "samples": len(peak)}))
+                  "accuracy": hist["accuracy"][-1], "val_accuracy": hist["val_accuracy"][-1],
+                  "samples": len(peak)}))
 """
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import accelnn
+from tests.conftest import ArrayOnly, DLPackOnly
 
 
 def test_flower_two_layer_reaches_88_percent(backend):
@@ -119,27 +120,10 @@ def test_binary_predict_proba_has_two_columns():
 
 
 def test_inputs_lists_array_protocol_dlpack_and_integers():
-    class ArrayLike:
-        def __init__(self, a):
-            self.a = a
-
-        def __array__(self, dtype=None, copy=None):
-            return self.a
-
-    class DLPackOnly:
-        def __init__(self, a):
-            self.a = a
-
-        def __dlpack__(self, **kwargs):
-            return self.a.__dlpack__(**kwargs)
-
-        def __dlpack_device__(self):
-            return self.a.__dlpack_device__()
-
     X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     model = accelnn.MLP([2, 3, 1], "tanh", "sigmoid", seed=0, dtype="float64", backend="numpy")
     ref = model.forward(X)
-    for form in (X.tolist(), ArrayLike(X), DLPackOnly(X), X.astype(int), X.astype(bool),
+    for form in (X.tolist(), ArrayOnly(X), DLPackOnly(X), X.astype(int), X.astype(bool),
                  X.astype(np.float32).astype(np.float64), np.asfortranarray(X)):
         np.testing.assert_array_equal(model.forward(form), ref)
 
