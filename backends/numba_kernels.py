@@ -1,19 +1,23 @@
 """Numba kernels of the numba backend (imported only when that backend is used).
 
 Each kernel fuses the elementwise work around one BLAS GEMM into a single pass over C-contiguous
-2-D arrays, in place. The activation is dispatched on a small integer code inside the scalar
-helpers `_act` / `_dact`; the code is loop-invariant, so LLVM unswitches the loop and vectorizes
-the cheap cases (identity, relu, leaky_relu). Scalars (lr, 1/m, optimizer constants) arrive
-already cast to the array dtype, so float32 arithmetic stays float32 and follows, operation by
-operation, the generic NumPy formulas of `accelnn.backends.base` and `accelnn.losses`.
+2-D arrays, in place. The activation is dispatched on a small integer code by `_by_code`, which
+compiles the loop once per activation with the scalar function inlined, so that LLVM vectorizes
+it. Scalars (lr, 1/m, optimizer constants) arrive already cast to the array dtype, and the
+constants inside the scalar functions are float32 values exact in both dtypes (0, 1/2, 1), so
+float32 arithmetic stays float32 (a Python float constant would promote it to float64).
 
-Every reduction runs in a fixed serial order (rows in order for the bias gradient, elements in
-order for a loss), so results never depend on the thread count. Every kernel is serial: measured
-on a 2-core machine, `parallel=True` versions interleaved with multithreaded BLAS were slower
-than these (see the numba backend's docstring).
+Transcendental functions are chosen per dtype (`_per_dtype`): float64 calls libm (math.tanh,
+math.exp, math.log1p: the NumPy backend's results to ~1 ulp); float32 evaluates polynomial
+approximations in float32 arithmetic, a few ulp accurate and branch-free, so loops over them
+vectorize (libm calls do not: 1600 scalar tanhf took 13 us, NumPy's SIMD ufunc 0.5 us).
+
+Every reduction runs in a fixed order that depends only on the shapes, so results never depend
+on the thread count. Every kernel is serial: measured on a 2-core machine, `parallel=True`
+versions interleaved with multithreaded BLAS were slower than these (see the numba backend).
 
 `train_step` is the whole-step fast path for small dense networks: forward, loss, backward and
-SGD in one call, GEMMs written as loops (no BLAS call overhead) in the same order of operations.
+SGD in one call, the GEMMs written as loops over the samples in a (features, samples) layout.
 """
 
 from __future__ import annotations
@@ -21,37 +25,131 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS = range(6)
 ACT_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU,
              "leaky_relu": LEAKY_RELU, "softplus": SOFTPLUS}
 HEAD_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": 6}
 SOFTMAX = 6
-# g(z) needs tanh/exp/log1p: NumPy's SIMD ufuncs run these 10-20x faster than the scalar libm
-# calls a numba loop makes (1600 tanh: 0.6 us vs 12 us), so the backend leaves them to NumPy.
+# g(z) needs tanh/exp/log1p: in float64 these are scalar libm calls, which NumPy's SIMD ufuncs
+# beat 10-20x; in float32 `bias_act` measured within 10% of NumPy on (128, 256) and (512, 2048)
+# for tanh and sigmoid. So the backend leaves these to NumPy outside the whole-step kernel.
 TRANSCENDENTAL = (SIGMOID, TANH, SOFTPLUS)
 LEAKY_SLOPE = 0.01  # accelnn.activations.LEAKY_SLOPE
+ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 
 
+def kernel(fn=None, **options):
+    """@njit(cache=True) with NumPy's error model: x / 0 gives inf or nan, as in the NumPy
+    backend, instead of Python's ZeroDivisionError, whose check kept loops from vectorizing."""
+    if fn is None:
+        return lambda fn: kernel(fn, **options)
+    return njit(cache=True, error_model="numpy", **options)(fn)
+
+
+# ---------------------------------------------------------------------- float32 approximations
+def _per_dtype(float32_impl, libm_impl):
+    """A scalar function for jitted code: `float32_impl` on float32, `libm_impl` otherwise."""
+
+    def fn(x):
+        return libm_impl(x)
+
+    overload(fn, inline="always")(
+        lambda x: float32_impl if x == types.float32 else (lambda x: libm_impl(x)))
+    return fn
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2**n as float32 for an integral float32 n in [-126, 127], built from its exponent bits."""
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        e = builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(e, ir.Constant(i32, 23)), ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
+# tanh: the rational minimax p(x)/q(x) of Eigen, XLA and MLAS (odd numerator of degree 13,
+# even denominator of degree 6; within 6 ulp), on x clamped to [-9, 9] (tanh(9) rounds to 1);
+# x itself below 4e-4.
+_T13, _T11, _T9, _T7, _T5, _T3, _T1 = (np.float32(c) for c in (
+    -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+    1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03))
+_Q6, _Q4, _Q2, _Q0 = (np.float32(c) for c in (
+    1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
+_TANH_CLAMP, _TANH_TINY = np.float32(9.0), np.float32(4e-4)
+# exp: Cephes' expf, x = n ln2 + r with ln2 split in two, e^r = 1 + r + r^2 P(r), within 2 ulp.
+_E5, _E4, _E3, _E2, _E1, _E0 = (np.float32(c) for c in (
+    1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+    5.0000001201e-1))
+_LOG2E, _LN2_HI, _LN2_LO = (np.float32(c) for c in (1.44269504088896341, 0.693359375,
+                                                     -2.12194440e-4))
+_EXP_LO, _EXP_HI = np.float32(-87.0), np.float32(88.0)
+# log1p(x) for x in [0, 1]: 2 atanh(u), u = x / (2 + x) in [0, 1/3], as the odd series
+# 2 (u + u^3/3 + ... + u^13/13); the next term is below 2e-8 of the sum; within 4 ulp.
+_A13, _A11, _A9, _A7, _A5, _A3 = (np.float32(1.0 / k) for k in (13, 11, 9, 7, 5, 3))
+_TWO = np.float32(2.0)
+
+
+def _tanh_f32(x):
+    y = np.minimum(np.maximum(x, -_TANH_CLAMP), _TANH_CLAMP)  # NaN stays NaN
+    w = y * y
+    p = ((((((_T13 * w + _T11) * w + _T9) * w + _T7) * w + _T5) * w + _T3) * w + _T1) * y
+    q = ((_Q6 * w + _Q4) * w + _Q2) * w + _Q0
+    return x if abs(x) < _TANH_TINY else p / q
+
+
+def _exp_f32(x):
+    x = np.minimum(np.maximum(x, _EXP_LO), _EXP_HI)
+    n = np.floor(x * _LOG2E + HALF)
+    r = x - n * _LN2_HI - n * _LN2_LO
+    p = ((((_E5 * r + _E4) * r + _E3) * r + _E2) * r + _E1) * r + _E0
+    return (p * r * r + r + ONE) * _pow2(n)
+
+
+def _log1p_unit_f32(x):
+    u = x / (_TWO + x)
+    w = u * u
+    return _TWO * u * ((((((_A13 * w + _A11) * w + _A9) * w + _A7) * w + _A5) * w + _A3) * w
+                         + ONE)
+
+
+_tanh = _per_dtype(_tanh_f32, math.tanh)
+_exp = _per_dtype(_exp_f32, math.exp)
+_log1p_unit = _per_dtype(_log1p_unit_f32, math.log1p)  # for arguments in [0, 1]
+
+
+# ---------------------------------------------------------------------- activations
 @njit(inline="always")
 def _identity(z):
     return z
 
 
 @njit(inline="always")
-def _sigmoid(z):  # 0.5 (1 + tanh(z / 2)): never overflows, the formula of activations.py
-    return (math.tanh(z * 0.5) + 1.0) * 0.5
+def _sigmoid_e(z, e):
+    """sigmoid(z) from e = exp(-|z|): 1 / (1 + e), or e / (1 + e) below 0; never overflows."""
+    s = ONE / (ONE + e)
+    return s if z >= ZERO else e * s
 
 
 @njit(inline="always")
-def _tanh(z):
-    return math.tanh(z)
+def _sigmoid(z):
+    return _sigmoid_e(z, _exp(-abs(z)))
+
+
+@njit(inline="always")
+def _tanh_act(z):
+    return _tanh(z)
 
 
 @njit(inline="always")
 def _relu(z):
-    return z if z > 0 else z * 0
+    return z if z > 0 else z * ZERO
 
 
 @njit(inline="always")
@@ -61,28 +159,28 @@ def _leaky_relu(z):
 
 @njit(inline="always")
 def _softplus(z):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    return max(z, ZERO) + _log1p_unit(_exp(-abs(z)))
 
 
 # Derivatives written from the output a = g(z).
 @njit(inline="always")
 def _d_identity(a):
-    return 1.0
+    return ONE
 
 
 @njit(inline="always")
 def _d_sigmoid(a):
-    return a * (1.0 - a)
+    return a * (ONE - a)
 
 
 @njit(inline="always")
 def _d_tanh(a):
-    return 1.0 - a * a
+    return ONE - a * a
 
 
 @njit(inline="always")
 def _d_relu(a):
-    return 1.0 if a > 0 else 0.0
+    return ONE if a > 0 else ZERO
 
 
 @njit(inline="always")
@@ -116,11 +214,24 @@ def _by_code(code, loop, X, Y, identity, sigmoid, tanh, relu, leaky_relu, softpl
 
 
 @njit(inline="always")
+def _flat(a):
+    """A 1-D view of a C-contiguous array."""
+    return a.reshape(a.size)
+
+
+@njit(inline="always")
 def _bias_act_loop(Z, b, f):
     m, n = Z.shape
     for i in range(m):
         for j in range(n):
             Z[i, j] = f(Z[i, j] + b[j])
+
+
+@njit(inline="always")
+def _map_loop(Z, _, f):
+    Z = _flat(Z)
+    for i in range(Z.size):
+        Z[i] = f(Z[i])
 
 
 @njit(inline="always")
@@ -131,21 +242,21 @@ def _act_grad_loop(dA, A, f):
             dA[i, j] *= f(A[i, j])
 
 
-@njit(cache=True)
+@kernel
 def bias_act(Z, b, code):
     """Z <- g(Z + b), in place."""
-    _by_code(code, _bias_act_loop, Z, b, _identity, _sigmoid, _tanh, _relu, _leaky_relu,
+    _by_code(code, _bias_act_loop, Z, b, _identity, _sigmoid, _tanh_act, _relu, _leaky_relu,
              _softplus)
 
 
-@njit(cache=True)
+@kernel
 def act_grad(dA, A, code):
     """dA <- dA * g'(A), in place, the derivative written from the output A."""
     _by_code(code, _act_grad_loop, dA, A, _d_identity, _d_sigmoid, _d_tanh, _d_relu,
              _d_leaky_relu, _d_softplus)
 
 
-@njit(cache=True)
+@kernel
 def bias_grad(dZ, out):
     """out <- sum of dZ over rows, rows added in order (NumPy's order for axis=0), in a
     float64 accumulator: float64 results equal NumPy's, float32 ones are more accurate (a
@@ -159,67 +270,79 @@ def bias_grad(dZ, out):
         out[j] = acc[j]
 
 
-@njit(cache=True)
+@kernel
 def activate(Z, code):
-    """Z <- h(Z) for output head `code`, in place (prediction)."""
-    m, n = Z.shape
+    """Z <- h(Z) for output head or activation `code`, in place."""
     if code != SOFTMAX:
-        _by_code(code, _bias_act_loop, Z, Z[0] * 0, _identity, _sigmoid, _tanh, _relu,
-                 _leaky_relu, _softplus)
+        _by_code(code, _map_loop, Z, Z, _identity, _sigmoid, _tanh_act, _relu, _leaky_relu,
+                 _softplus)
         return
+    m, n = Z.shape
     for i in range(m):
         mx = Z[i, 0]
         for j in range(1, n):
             mx = max(mx, Z[i, j])
-        s = Z[i, 0] * 0
+        s = Z[i, 0] * ZERO
         for j in range(n):
-            Z[i, j] = math.exp(Z[i, j] - mx)
+            Z[i, j] = _exp(Z[i, j] - mx)
             s += Z[i, j]
         for j in range(n):
             Z[i, j] /= s
 
 
-@njit(cache=True)
+@kernel(fastmath={"reassoc"})
+def _sum(x):
+    """The sum of x in float64, reassociated into vector lanes (an order fixed by x.size and the
+    vector width)."""
+    s = 0.0
+    for i in range(x.size):
+        s += x[i]
+    return s
+
+
+@kernel
 def loss_delta(Z, Y, out, code, inv_m):
     """out <- (h(Z) - Y) * inv_m (out may be Z); returns the head's loss, summed in float64
     from the logits: BCE as max(z,0) - z y + log1p(exp(-|z|)), CE with log-sum-exp, squared
-    error / 2."""
+    error / 2. Sigmoid and identity make one flat pass (vectorized) and sum its terms apart."""
     m, n = Z.shape
-    total = 0.0
-    for i in range(m):
-        if code == SOFTMAX:
+    if code == SOFTMAX:
+        total = 0.0
+        for i in range(m):
             mx = Z[i, 0]
             for j in range(1, n):
                 mx = max(mx, Z[i, j])
-            s = Z[i, 0] * 0
+            s = Z[i, 0] * ZERO
             for j in range(n):
                 sh = Z[i, j] - mx
                 total -= Y[i, j] * sh
-                out[i, j] = math.exp(sh)
+                out[i, j] = _exp(sh)
                 s += out[i, j]
             total += math.log(s)
             for j in range(n):
                 out[i, j] = (out[i, j] / s - Y[i, j]) * inv_m
-        elif code == SIGMOID:
-            for j in range(n):
-                z = Z[i, j]
-                total += max(z, 0.0) - z * Y[i, j] + math.log1p(math.exp(-abs(z)))
-                out[i, j] = (_sigmoid(z) - Y[i, j]) * inv_m
-        else:
-            for j in range(n):
-                d = Z[i, j] - Y[i, j]
-                total += d * d * 0.5
-                out[i, j] = d * inv_m
-    return total / m
+        return total / m
+    # In place on `out`: with out = Z, a loop reading Z and writing out failed LLVM's runtime
+    # overlap check and ran scalar (5x slower).
+    y, o = _flat(np.ascontiguousarray(Y)), _flat(out)
+    o[:] = _flat(Z)
+    terms = np.empty(o.size)
+    if code == SIGMOID:
+        for i in range(o.size):
+            z, yi = o[i], y[i]
+            e = _exp(-abs(z))
+            terms[i] = max(z, ZERO) - z * yi + _log1p_unit(e)
+            o[i] = (_sigmoid_e(z, e) - yi) * inv_m
+    else:
+        for i in range(o.size):
+            d = o[i] - y[i]
+            terms[i] = d * d * HALF
+            o[i] = d * inv_m
+    return _sum(terms) / m
 
 
-@njit(inline="always")
-def _flat(a):
-    """A 1-D view of a C-contiguous array."""
-    return a.reshape(a.size)
-
-
-@njit(cache=True)
+# ---------------------------------------------------------------------- optimizer updates
+@kernel
 def sgd(p, g, lr):
     """p <- p - lr g."""
     p, g = _flat(p), _flat(g)
@@ -227,7 +350,7 @@ def sgd(p, g, lr):
         p[i] -= g[i] * lr
 
 
-@njit(cache=True)
+@kernel
 def momentum(p, g, v, lr, mu, nesterov):
     """v <- mu v - lr g; p <- p + v, or p - lr g + mu v with Nesterov."""
     p, g, v = _flat(p), _flat(g), _flat(v)
@@ -240,7 +363,7 @@ def momentum(p, g, v, lr, mu, nesterov):
             p[i] += v[i]
 
 
-@njit(cache=True)
+@kernel
 def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
     """Adam as Backend.adam_update: c1 = 1 - beta1, c2 = (1 - beta2) / c1^2, decay = 1 - lr wd
     (1 for none), lr_t the bias-corrected step."""
@@ -252,73 +375,108 @@ def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
         p[i] = p[i] * decay - m[i] / (math.sqrt(v[i]) + eps) * lr_t
 
 
+# ---------------------------------------------------------------------- whole training step
+# Activations are kept as (features, samples) arrays, so that every inner loop runs over the
+# samples: contiguous, long, and vectorized, with one weight held in a register per pass.
 @njit(inline="always")
-def _gemm_nn(A, W, out):
-    """out <- A @ W."""
-    m, n_in = A.shape
-    n_out = W.shape[1]
-    for i in range(m):
-        for j in range(n_out):
-            out[i, j] = 0
-        for k in range(n_in):
-            a = A[i, k]
-            for j in range(n_out):
-                out[i, j] += a * W[k, j]
-
-
-@njit(inline="always")
-def _gemm_tn(A, D, out):
-    """out <- A.T @ D."""
-    out[:, :] = 0
-    for i in range(A.shape[0]):
-        for k in range(A.shape[1]):
-            a = A[i, k]
-            for j in range(D.shape[1]):
-                out[k, j] += a * D[i, j]
+def _transpose(src, dst):
+    """dst <- src.T, along the rows of whichever of the two has fewer (long inner loops)."""
+    if dst.shape[0] <= src.shape[0]:
+        for j in range(dst.shape[0]):
+            d = dst[j]
+            for i in range(d.size):
+                d[i] = src[i, j]
+    else:
+        for i in range(src.shape[0]):
+            s = src[i]
+            for j in range(s.size):
+                dst[j, i] = s[j]
 
 
 @njit(inline="always")
-def _gemm_nt(D, W, out):
-    """out <- D @ W.T."""
-    for i in range(D.shape[0]):
+def _dense_t(W, b, A, out):
+    """out <- W.T @ A + b[:, None]: Z of a layer, (n_out, m), from A (n_in, m)."""
+    for j in range(W.shape[1]):
+        o, bj = out[j], b[j]
+        for i in range(o.size):
+            o[i] = bj
         for k in range(W.shape[0]):
-            s = D[i, 0] * W[k, 0]
-            for j in range(1, W.shape[1]):
-                s += D[i, j] * W[k, j]
-            out[i, k] = s
+            w, a = W[k, j], A[k]
+            for i in range(o.size):
+                o[i] += w * a[i]
 
 
-@njit(cache=True)
-def train_step(Ws, bs, gWs, gbs, acts, head, As, Ds, X, Y, lr, inv_m, l2_half, l2_m):
-    """One training step of a dense network with at least one hidden layer: forward into As,
-    loss + output delta, backward into gWs/gbs (Ds: the hidden deltas), the L2 terms (l2_m =
-    l2/m, l2_half = l2/(2m)), then SGD with `lr` unless lr is 0 (the caller's optimizer
-    updates instead). Returns the loss."""
+@njit(inline="always")
+def _back_t(D, W, out):
+    """out <- W @ D: the upstream gradient, (n_in, m), from the layer's delta D (n_out, m)."""
+    for k in range(W.shape[0]):
+        o = out[k]
+        w, d = W[k, 0], D[0]
+        for i in range(o.size):
+            o[i] = w * d[i]
+        for j in range(1, W.shape[1]):
+            w, d = W[k, j], D[j]
+            for i in range(o.size):
+                o[i] += w * d[i]
+
+
+@kernel(fastmath={"reassoc"})
+def _grads_t(A, D, dW, db):
+    """dW <- A @ D.T and db <- row sums of D, with A (n_in, m) and D (n_out, m), summed over
+    the samples in float64 (reassociated into vector lanes: an order fixed by m and the
+    vector width)."""
+    for j in range(D.shape[0]):
+        d = D[j]
+        s = 0.0
+        for i in range(d.size):
+            s += d[i]
+        db[j] = s
+        for k in range(A.shape[0]):
+            a = A[k]
+            s = 0.0
+            for i in range(d.size):
+                s += a[i] * d[i]
+            dW[k, j] = s
+
+
+@kernel
+def train_step(Ws, bs, gWs, gbs, acts, head, X, Y, bufs, update, lr, inv_m, l2_half, l2_m):
+    """One training step of a dense network with at least one hidden layer: forward, loss and
+    output delta, backward into gWs/gbs, the L2 terms (l2_m = l2/m, l2_half = l2/(2m)), then
+    SGD with `lr` when `update` (else the caller's optimizer updates). Returns the loss.
+
+    bufs = (X.T (n0, m), Z[l].T then A[l].T (n_l, m) for every layer, the hidden deltas
+    (n_l, m), the output (m, n_L) for `loss_delta`), all of X's dtype."""
     L = len(Ws)
-    prev = X
+    XT, out = bufs[0], bufs[-1]
+    _transpose(X, XT)
+    A = XT
     for l in range(L):
-        _gemm_nn(prev, Ws[l], As[l])
-        bias_act(As[l], bs[l], acts[l] if l < L - 1 else IDENTITY)
-        prev = As[l]
-    loss = loss_delta(prev, Y, prev, head, inv_m)
-    delta = prev
+        _dense_t(Ws[l], bs[l], A, bufs[1 + l])
+        A = bufs[1 + l]
+        if l < L - 1:
+            activate(A, acts[l])
+    _transpose(A, out)
+    loss = loss_delta(out, Y, out, head, inv_m)
+    _transpose(out, A)
+    delta = A
     for l in range(L - 1, -1, -1):
-        A_prev = As[l - 1] if l > 0 else X
-        _gemm_tn(A_prev, delta, gWs[l])
-        bias_grad(delta, gbs[l])
+        A_prev = bufs[l]  # X.T for the first layer
+        _grads_t(A_prev, delta, gWs[l], gbs[l])
         if l > 0:
-            _gemm_nt(delta, Ws[l], Ds[l - 1])
-            act_grad(Ds[l - 1], A_prev, acts[l - 1])
-            delta = Ds[l - 1]
+            D = bufs[L + l]
+            _back_t(delta, Ws[l], D)
+            act_grad(D, A_prev, acts[l - 1])
+            delta = D
     if l2_m != 0:
         for l in range(L):
             W, dW = _flat(Ws[l]), _flat(gWs[l])
-            sq = W[0] * 0
+            sq = 0.0
             for i in range(W.size):
                 sq += W[i] * W[i]
                 dW[i] += W[i] * l2_m
             loss += l2_half * sq
-    if lr != 0:
+    if update:
         for l in range(L):
             sgd(Ws[l], gWs[l], lr)
             sgd(bs[l], gbs[l], lr)

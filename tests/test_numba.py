@@ -19,7 +19,7 @@ from accelnn.backends.base import Backend  # noqa: E402
 from accelnn.backends.numba_backend import NumbaBackend  # noqa: E402
 from accelnn.losses import HEADS  # noqa: E402
 from accelnn.model import StepSpec  # noqa: E402
-from accelnn.optimizers import SGD, Adam  # noqa: E402
+from accelnn.optimizers import SGD, Adam, Optimizer  # noqa: E402
 from tests.conftest import max_rel_err  # noqa: E402
 
 TOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-5}
@@ -76,6 +76,22 @@ def test_bias_grad(nb, ref, dtype, shape, record_property):
     _check(record_property, "bias_grad", got, want, dtype)
 
 
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "softplus"])
+def test_float32_transcendentals(nb, act, record_property):
+    """float32 tanh/sigmoid/softplus (polynomial approximations, vectorized) against float64
+    NumPy over the whole range, including tiny, saturated and special arguments."""
+    z = np.r_[np.linspace(-100, 100, 20001), np.geomspace(1e-30, 1e-2, 200),
+              -np.geomspace(1e-30, 1e-2, 200), 0.0].astype(np.float32)
+    got = z.reshape(1, -1).copy()
+    nb.k.activate(got, nb.k.ACT_CODES[act])
+    want = z.astype(np.float64).reshape(1, -1)
+    get_backend("numpy").bias_act(want, np.zeros(1), ACTIVATIONS[act])
+    _check(record_property, f"float32 {act}", got, want, np.float32)
+    special = np.array([[np.nan, np.inf, -np.inf]], np.float32)
+    nb.k.activate(special, nb.k.ACT_CODES[act])
+    assert np.isnan(special[0, 0]) and not np.isnan(special[0, 1:]).any()
+
+
 def _targets(head, shape, dtype):
     rng = np.random.default_rng(3)
     if head == "softmax":
@@ -104,6 +120,17 @@ def test_loss_delta_and_output(nb, ref, dtype, shape, head, in_place, record_pro
     _check(record_property, f"delta {head}", got_out, want_out, dtype)
     got_a, want_a = _pair(Z)
     _check(record_property, f"output {head}", nb.output(got_a, h), ref.output(want_a, h), dtype)
+
+
+def test_loss_delta_broadcasts_one_label_column(nb, ref, dtype, record_property):
+    """A sigmoid head with several outputs and one column of 0/1 labels: Y broadcasts over the
+    outputs, as in Z - Y (the kernel must not index a column Y lacks)."""
+    Z, Y = _data((9, 3), dtype), _targets("sigmoid", (9, 1), dtype)
+    got, want = np.empty_like(Z), np.empty_like(Z)
+    got_loss = nb.loss_delta(Z.copy(), Y, HEADS["sigmoid"], got)
+    want_loss = ref.loss_delta(Z.copy(), Y, HEADS["sigmoid"], want)
+    _check(record_property, "broadcast loss", got_loss, want_loss, dtype)
+    _check(record_property, "broadcast delta", got, want, dtype)
 
 
 OPTIMIZERS = {"sgd": SGD(0.1), "momentum": SGD(0.1, momentum=0.9),
@@ -148,6 +175,9 @@ def test_non_contiguous_and_other_dtypes_fall_back(nb, ref, record_property):
 # ------------------------------------------------------------------ whole-step fast path
 NETS = [  # (layer sizes, hidden activation, output, optimizer, l2)
     ([2, 4, 1], "relu", "sigmoid", "sgd", 0.0),
+    ([2, 4, 1], "tanh", "sigmoid", "sgd", 0.0),
+    ([4, 6, 5, 3], ["sigmoid", "softplus"], "softmax", "momentum", 0.01),
+    ([3, 5, 2], "tanh", "sigmoid", "rmsprop", 0.0),
     ([3, 5, 4], "leaky_relu", "softmax", "adam", 0.1),
     ([6, 7, 3, 2], "leaky_relu", "identity", "nesterov", 0.01),
     ([5, 8, 8, 3], ["identity", "relu"], "softmax", "adamw", 0.0),
@@ -187,13 +217,43 @@ def test_fused_step_equals_shared_path(nb, net, monkeypatch, record_property):
         assert err <= 1e-12, f"{what}: max relative error {err:.3g} after 10 steps"
 
 
-def test_fused_step_float32_and_odd_batches(nb, record_property):
-    for m in (1, 3):
-        _, got = _train([2, 4, 1], "relu", "sigmoid", "sgd", 0.0, nb, "float32", m=m)
-        _, want = _train([2, 4, 1], "relu", "sigmoid", "sgd", 0.0, "numpy", "float64", m=m)
-        err = max_rel_err(got, want)
-        record_property(f"float32 batch {m}", err)
-        assert err <= 1e-5
+@pytest.mark.parametrize("act, out", [("relu", "sigmoid"), ("tanh", "sigmoid"),
+                                      ("sigmoid", "softmax"), ("softplus", "identity")])
+def test_fused_step_float32_and_odd_batches(nb, act, out, record_property):
+    """float32 (with the polynomial tanh/exp/log1p) within 1e-5 of float64 NumPy after 10
+    steps, on batches of 1, 3 and 400 rows."""
+    sizes = [2, 4, 3] if out == "softmax" else [2, 4, 1]
+    for m in (1, 3, 400):
+        got_loss, got = _train(sizes, act, out, "sgd", 0.0, nb, "float32", m=m)
+        want_loss, want = _train(sizes, act, out, "sgd", 0.0, "numpy", "float64", m=m)
+        for what, err in (("weights", max_rel_err(got, want)),
+                          ("losses", max_rel_err(got_loss, want_loss))):
+            record_property(f"float32 {act} batch {m} {what}", err)
+            assert err <= 1e-5, f"{what}: {err:.3g}"
+
+
+class _Frozen(Optimizer):
+    """An optimizer that leaves the weights alone."""
+
+    name = "frozen"
+
+    def update(self, backend, params, grads, state, lr):
+        pass
+
+
+def test_fused_step_leaves_the_update_to_other_optimizers(nb):
+    """With an optimizer other than plain SGD the kernel must not touch the weights, not even
+    by p - 0 * g (a NaN gradient would then poison them)."""
+    model = accelnn.MLP([2, 4, 1], "tanh", "sigmoid", seed=1, backend=nb)
+    opt = _Frozen(0.1)
+    step = nb.fused_train_step(StepSpec(model.layer_sizes, model.activations, model.head, 0.0,
+                                        opt, model.dtype))
+    before = [p.copy() for p in model._params]
+    X, Y = np.array([[np.nan, 1.0], [0.5, 2.0]]), np.array([[1.0], [0.0]])
+    loss = step(model._params, model._grads, opt.init_state(nb, model._params), X, Y, 0.1)
+    assert np.isnan(loss) and np.isnan(model._grads[0]).any()
+    for p, q in zip(model._params, before):
+        assert np.array_equal(p, q)
 
 
 def test_fused_step_declines_what_it_does_not_cover(nb):
@@ -205,7 +265,7 @@ def test_fused_step_declines_what_it_does_not_cover(nb):
     assert nb.fused_train_step(spec([784, 256, 10])) is None  # BLAS territory
     assert nb.fused_train_step(spec([4, 3])) is None  # no hidden layer
     assert nb.fused_train_step(spec([4, 5, 3], "float16")) is None
-    assert nb.fused_train_step(spec([2, 4, 1], act="tanh")) is None  # NumPy's SIMD tanh wins
+    assert nb.fused_train_step(spec([2, 4, 1], act="tanh")) is not None
 
 
 def test_info_reports_threads_and_blas(nb):
