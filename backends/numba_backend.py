@@ -132,6 +132,14 @@ class NumbaBackend(Backend):
                 super().adam_update([p], [g], [m], [v], lr, beta1, beta2, eps, step,
                                     weight_decay)
 
+    def rmsprop_update(self, params, grads, sqs, lr, rho, eps):
+        for p, g, sq in zip(params, grads, sqs):
+            if _fast(p, g, sq):
+                dt = p.dtype.type
+                self.k.rmsprop(p, g, sq, dt(lr), dt(rho), dt(1.0 - rho), dt(eps))
+            else:
+                super().rmsprop_update([p], [g], [sq], lr, rho, eps)
+
     # ----------------------------------------------------------------- whole-step fast path
     def fused_train_step(self, spec):
         """The whole-step kernel for dense networks with at least one hidden layer, at most

@@ -375,6 +375,16 @@ def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
         p[i] = p[i] * decay - m[i] / (math.sqrt(v[i]) + eps) * lr_t
 
 
+@kernel
+def rmsprop(p, g, sq, lr, rho, c, eps):
+    """RMSprop as Backend.rmsprop_update, c = 1 - rho: sq <- rho sq + c g^2;
+    p <- p - lr g / (sqrt(sq) + eps)."""
+    p, g, sq = _flat(p), _flat(g), _flat(sq)
+    for i in range(p.size):
+        sq[i] = sq[i] * rho + c * (g[i] * g[i])
+        p[i] -= g[i] * lr / (math.sqrt(sq[i]) + eps)
+
+
 # ---------------------------------------------------------------------- whole training step
 # Activations are kept as (features, samples) arrays, so that every inner loop runs over the
 # samples: contiguous, long, and vectorized, with one weight held in a register per pass.

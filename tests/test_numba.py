@@ -19,7 +19,7 @@ from accelnn.backends.base import Backend  # noqa: E402
 from accelnn.backends.numba_backend import NumbaBackend  # noqa: E402
 from accelnn.losses import HEADS  # noqa: E402
 from accelnn.model import StepSpec  # noqa: E402
-from accelnn.optimizers import SGD, Adam, Optimizer  # noqa: E402
+from accelnn.optimizers import SGD, Adam, Optimizer, RMSprop  # noqa: E402
 from tests.conftest import max_rel_err  # noqa: E402
 
 TOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-5}
@@ -135,7 +135,7 @@ def test_loss_delta_broadcasts_one_label_column(nb, ref, dtype, record_property)
 
 OPTIMIZERS = {"sgd": SGD(0.1), "momentum": SGD(0.1, momentum=0.9),
               "nesterov": SGD(0.1, momentum=0.9, nesterov=True), "adam": Adam(0.01),
-              "adamw": Adam(0.01, weight_decay=0.1)}
+              "adamw": Adam(0.01, weight_decay=0.1), "rmsprop": RMSprop(0.01)}
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
