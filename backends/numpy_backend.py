@@ -1,11 +1,28 @@
 """The NumPy backend: the base class's generic primitives, plus the few spots where NumPy has a
-cheaper call than the generic one. It is the reference every other backend is tested against."""
+cheaper way than the generic one. It is the reference every other backend is tested against."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from accelnn.backends.base import Backend
+
+# Elements per block of an optimizer update: 512 KB of float32, so that the dozen in-place
+# passes of an Adam update run over data in the L2 cache rather than in memory. Measured on
+# `wide` (6.3M float32 parameters): Adam 13.7 ms whole, 9.7 ms in blocks of 2**17
+# (2**15: 10.3 ms, 2**19: 10.4 ms).
+BLOCK = 1 << 17
+
+
+def _blocks(*groups):
+    """Each parameter and its companions (gradient, optimizer state) cut into flat views of
+    BLOCK elements, regrouped as one list per role: the same update, block by block. Small
+    networks pass through untouched (cutting costs microseconds a step)."""
+    if all(p.size <= BLOCK for p in groups[0]):
+        return groups
+    views = [[a.reshape(-1)[i:i + BLOCK] for a in arrays]
+             for arrays in zip(*groups) for i in range(0, arrays[0].size, BLOCK)]
+    return [list(role) for role in zip(*views)]
 
 
 class NumpyBackend(Backend):
@@ -14,3 +31,17 @@ class NumpyBackend(Backend):
     def bias_grad(self, dZ, out):
         # ufunc.reduce skips np.sum's dispatch layers: about 0.8 us less per layer.
         return np.add.reduce(dZ, axis=0, out=out)
+
+    def sgd_update(self, params, grads, lr):
+        super().sgd_update(*_blocks(params, grads), lr)
+
+    def momentum_update(self, params, grads, velocities, lr, momentum, nesterov):
+        super().momentum_update(*_blocks(params, grads, velocities), lr, momentum, nesterov)
+
+    def adam_update(self, params, grads, ms, vs, lr, beta1, beta2, eps, step,
+                    weight_decay=0.0):
+        super().adam_update(*_blocks(params, grads, ms, vs), lr, beta1, beta2, eps, step,
+                            weight_decay)
+
+    def rmsprop_update(self, params, grads, sqs, lr, rho, eps):
+        super().rmsprop_update(*_blocks(params, grads, sqs), lr, rho, eps)

@@ -278,3 +278,26 @@ def test_tampered_optimizer_state_is_rejected(tmp_path):
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(ValueError, match=r"optimizer state opt.m.2: expected shape \(4, 3\)"):
         accelnn.MLP.load(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("name", ["sgd", "nesterov", "adamw", "rmsprop"])
+def test_numpy_block_wise_updates_equal_whole_array_updates(name):
+    """The NumPy backend cuts large parameters into cache-sized blocks for its updates; every
+    element must come out exactly as from the whole-array update of the base class."""
+    from accelnn.backends import numpy_backend
+    from accelnn.backends.base import Backend
+
+    rng = np.random.default_rng(0)
+    shapes = [(numpy_backend.BLOCK + 1000, 3), (7,)]  # one parameter spans several blocks
+    start = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+    runs = []
+    for be in (numpy_backend.NumpyBackend(), Backend()):
+        params = [p.copy() for p in start]
+        opt = accelnn.optimizers.get_optimizer(name, 0.01)
+        state = opt.init_state(be, params)
+        for g in grads:
+            opt.update(be, params, [x.copy() for x in g], state, 0.01)
+        runs.append(params)
+    assert not np.array_equal(runs[0][0], start[0])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
