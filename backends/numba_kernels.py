@@ -270,6 +270,15 @@ def bias_grad(dZ, out):
         out[j] = acc[j]
 
 
+@njit(inline="always")
+def _row_max(Z, i):
+    """The largest logit of row i (the shift that keeps softmax's exp from overflowing)."""
+    mx = Z[i, 0]
+    for j in range(1, Z.shape[1]):
+        mx = max(mx, Z[i, j])
+    return mx
+
+
 @kernel
 def activate(Z, code):
     """Z <- h(Z) for output head or activation `code`, in place."""
@@ -279,9 +288,7 @@ def activate(Z, code):
         return
     m, n = Z.shape
     for i in range(m):
-        mx = Z[i, 0]
-        for j in range(1, n):
-            mx = max(mx, Z[i, j])
+        mx = _row_max(Z, i)
         s = Z[i, 0] * ZERO
         for j in range(n):
             Z[i, j] = _exp(Z[i, j] - mx)
@@ -309,9 +316,7 @@ def loss_delta(Z, Y, out, code, inv_m):
     if code == SOFTMAX:
         total = 0.0
         for i in range(m):
-            mx = Z[i, 0]
-            for j in range(1, n):
-                mx = max(mx, Z[i, j])
+            mx = _row_max(Z, i)
             s = Z[i, 0] * ZERO
             for j in range(n):
                 sh = Z[i, j] - mx
