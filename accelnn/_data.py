@@ -67,13 +67,17 @@ def check_X(backend, X, dtype, n_features: int):
     if not isinstance(X, (np.ndarray, backend.xp.ndarray)):
         try:
             X = backend.asarray(X)  # __dlpack__ / __array__ producers
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"X could not be read as an array: {exc}") from exc
+        except (TypeError, ValueError):
+            X = host_array(X, "X")  # e.g. a GPU array for a CPU backend: copied to the host
     _check_layout(X, n_features)
+    host = X
     if isinstance(X, np.ndarray):
-        X = np.ascontiguousarray(X, dtype=dtype)
+        with np.errstate(over="ignore"):  # values too large for dtype are reported below
+            X = np.ascontiguousarray(X, dtype=dtype)
     arr = backend.asarray(X, dtype)
     if not backend.all_finite(arr):
+        if isinstance(host, np.ndarray) and np.isfinite(host).all():
+            raise ValueError(f"X has values too large for {np.dtype(dtype).name}")
         raise ValueError("X contains NaN or Inf")
     return arr
 

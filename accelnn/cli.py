@@ -106,7 +106,8 @@ def main(argv=None) -> int:
                "predict": run_predict}[args.command]
     try:
         return handler(args)
-    except (BackendError, ValueError, TypeError, ImportError, OSError) as exc:
+    except (BackendError, ValueError, TypeError, ImportError, OSError, RuntimeError,
+            FloatingPointError) as exc:
         print(f"accelnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

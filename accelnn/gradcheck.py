@@ -21,7 +21,11 @@ def gradcheck(model, X, Y, *, eps: float | None = None, max_entries: int | None 
     _, grads = model.loss_and_grads(X, Y)
     if eps is None:
         eps = 1e-6 if model.dtype == np.float64 else 1e-2
-    Xd, Yd, _, _ = model._prepare(X, Y)
+    with model._evaluating(X, Y) as (Xd, Yd):
+        return _worst(model, Xd, Yd, grads, eps, max_entries, seed)
+
+
+def _worst(model, Xd, Yd, grads, eps, max_entries, seed) -> float:
     rng = np.random.default_rng(seed)
     analytic = [g for pair in grads for g in pair]
     worst = 0.0

@@ -15,7 +15,7 @@ pass overwrites Z with A in place and backward needs only the stored A's.
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.activations import Activation, get_activation
 from accelnn.backends import get_backend
 from accelnn.losses import HEADS, Head, get_head
-from accelnn.optimizers import Optimizer, get_optimizer
+from accelnn.optimizers import Optimizer, check_range, get_optimizer
 from accelnn.training import History
 
 IDENTITY = get_activation("identity")
@@ -56,7 +56,8 @@ class _Workspace:
 def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
     try:
         sizes = tuple(int(n) for n in layer_sizes)
-        ok = len(sizes) >= 2 and all(n >= 1 and n == v for n, v in zip(sizes, layer_sizes))
+        ok = len(sizes) >= 2 and all(n >= 1 and n == v and not isinstance(v, bool)
+                                     for n, v in zip(sizes, layer_sizes))
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -94,8 +95,7 @@ class MLP:
         else:
             acts = (get_activation(hidden_activation),) * n_hidden
         head = None if output == "auto" else get_head(output)
-        if not (isinstance(l2, (int, float)) and math.isfinite(l2) and l2 >= 0):
-            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        l2 = check_range("l2", l2, 0.0)
         self.dtype = resolve_dtype(dtype)
         self.backend = get_backend(backend)
         self.layer_sizes = sizes
@@ -134,8 +134,8 @@ class MLP:
 
     def set_weights(self, weights) -> None:
         """Replace every (W, b) in place. Rejects (ValueError) a list of the wrong length, any
-        shape that differs from the layer sizes, non-numeric values, NaN or Inf, leaving the
-        model unchanged."""
+        shape that differs from the layer sizes, non-numeric values, NaN, Inf or values too
+        large for the model dtype, leaving the model unchanged."""
         weights = list(weights)
         if len(weights) != self.n_layers:
             raise ValueError(f"set_weights needs {self.n_layers} (W, b) pairs, got "
@@ -154,7 +154,12 @@ class MLP:
                                      f"{a.shape}")
                 if not np.isfinite(a).all():
                     raise ValueError(f"layer {l + 1} {what} contains NaN or Inf")
-                flat.append(a)
+                with np.errstate(over="ignore"):
+                    cast = a.astype(self.dtype)
+                if not np.isfinite(cast).all():
+                    raise ValueError(f"layer {l + 1} {what} has values too large for "
+                                     f"{self.dtype.name}")
+                flat.append(cast)
         for p, a in zip(self._params, flat):
             p[...] = self.backend.asarray(a, self.dtype)
 
@@ -191,7 +196,11 @@ class MLP:
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or Inf")
         head = head or self._resolve_head(y)
-        if head.name != "identity" and y.ndim == 1:
+        if head.name == "sigmoid" and n_out > 1 and y.ndim == 1:
+            raise ValueError(f"a sigmoid output with {n_out} units (multi-label) needs y of "
+                             f"shape (samples, {n_out}): one 0/1 column per unit")
+        soft = head.name == "sigmoid" and y.dtype.kind == "f" and not _integral(y)
+        if head.name != "identity" and y.ndim == 1 and not soft:
             return (head, *self._encode_labels(y, head, classes))
         if y.dtype.kind not in "biuf":
             raise TypeError(f"y must hold numbers for a {head.name} output, got dtype "
@@ -336,20 +345,32 @@ class MLP:
             return self.backend.asarray(self.classes_)[idx]
         return self.classes_[self.backend.to_numpy(idx)]
 
+    @contextlib.contextmanager
+    def _evaluating(self, X, Y):
+        """Checked (X, Y) on the device, with the output head that Y implies in place while
+        the block runs: a query on a model whose output is still "auto" resolves it for
+        itself, and the model keeps its own head and classes (only fit adopts them)."""
+        Xd, Yd, head, _ = self._prepare(X, Y)
+        saved, self.head = self.head, head
+        try:
+            yield Xd, Yd
+        finally:
+            self.head = saved
+
     def loss_and_grads(self, X, Y):
         """(loss, [(dW, db), ...]) at the current weights, as a float and NumPy arrays. Y is
-        encoded as in fit (labels, one-hot or values). Changes no weights."""
-        Xd, Yd, head, classes = self._prepare(X, Y)
-        self._adopt(head, classes)
-        loss = float(self._loss_grads(Xd, Yd))
+        encoded as in fit (labels, one-hot or values). Changes no weights, head or classes;
+        rejects what fit rejects."""
+        with self._evaluating(X, Y) as (Xd, Yd):
+            loss = float(self._loss_grads(Xd, Yd))
         host = [np.array(self.backend.to_numpy(g), copy=True) for g in self._grads]
         return loss, list(zip(host[0::2], host[1::2]))
 
     def loss(self, X, Y) -> float:
-        """The training loss (with the L2 term) at the current weights, as a float."""
-        Xd, Yd, head, classes = self._prepare(X, Y)
-        self._adopt(head, classes)
-        return float(self._loss_grads(Xd, Yd))
+        """The training loss (with the L2 term) at the current weights, as a float. Changes
+        nothing in the model; rejects what fit rejects."""
+        with self._evaluating(X, Y) as (Xd, Yd):
+            return float(self._loss_grads(Xd, Yd))
 
     def fit(self, X, y, *, epochs: int = 1, batch_size: int | None = None, optimizer=None,
             lr: float | None = None, lr_schedule="constant", shuffle: bool = True,

@@ -9,8 +9,9 @@
     adaptive(patience, tol)        lr divided by 5 each time more than `patience` epochs in a row
                                    fail to lower the monitored loss by `tol` (scikit-learn)
 
-`epoch` counts from 0 over the whole training run, a resumed run included. Only `adaptive`
-has state; `state()` / `load_state()` carry it through checkpoints.
+`epoch` counts from 0 over the whole training run, a resumed run included. `adaptive` and
+`cosine` (its t_max, when it defaults to the first fit's epochs) have state; `state()` /
+`load_state()` carry it through checkpoints.
 """
 
 from __future__ import annotations
@@ -81,14 +82,20 @@ class Cosine(Schedule):
     def __init__(self, t_max: int | None = None, lr_min: float = 0.0):
         self.t_max = None if t_max is None else _positive("t_max", t_max, integer=True)
         self.lr_min = _positive("lr_min", lr_min, allow_zero=True)
+        self._t_max = self.t_max
 
     def bind(self, total_epochs):
-        if self.t_max is None:
-            self.t_max = total_epochs
+        self._t_max = self.t_max or total_epochs
 
     def lr(self, lr0, epoch, samples_seen):
-        frac = min(epoch, self.t_max) / self.t_max
+        frac = min(epoch, self._t_max) / self._t_max
         return self.lr_min + (lr0 - self.lr_min) * (1 + math.cos(math.pi * frac)) / 2
+
+    def state(self):
+        return {"t_max": self._t_max}  # a resumed run keeps annealing over the first run's
+
+    def load_state(self, state):
+        self._t_max = state["t_max"]
 
 
 class InvScaling(Schedule):

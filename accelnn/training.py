@@ -8,6 +8,7 @@ primitives; nothing in this module is backend-specific.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -286,14 +287,17 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
                          "validation_split (they would see one process's rows only); give "
                          "validation_data, which every process evaluates whole")
 
+    # Targets are encoded as the checkpoint (when resuming) or the model already does.
+    known = resumed["model"] if resumed is not None else model
     stream = isinstance(X, np.memmap) and batch_size is not None
     if stream:
         Xd = check_host_X(X, model.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
-        head, classes, Y = model._encode_targets(y, m, model.head, model.classes_)
+        head, classes, Y = model._encode_targets(y, m, known.head, known.classes_)
         Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
     else:
-        Xd, Yd, head, classes = model._prepare(X, y, part=part)
+        Xd, Yd, head, classes = model._prepare(X, y, head=known.head, classes=known.classes_,
+                                               part=part)
     val = None
     if validation_data is not None:
         val = _Data(model, *model._prepare(*validation_data, head=head, classes=classes)[:2])
@@ -301,13 +305,22 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     if needs_accuracy and head.name == "identity":
         raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")
 
+    n_val = max(1, int(round(Xd.shape[0] * validation_split))) if validation_split else 0
+    if n_val >= Xd.shape[0]:
+        raise ValueError(f"validation_split={validation_split} holds out {n_val} of "
+                         f"{Xd.shape[0]} rows, leaving none to train on")
+    if checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does "
+                             f"not exist or is not writable")
+
     # Every check passed: from here on the model changes.
     if resumed is not None:
         model._adopt_checkpoint(resumed)
     model._adopt(head, classes, opt)
     rows = None
     if validation_split:
-        n_val = max(1, int(round(Xd.shape[0] * validation_split)))
         perm = np.random.default_rng(model._split_seed).permutation(Xd.shape[0])
         keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
         be = model.backend
@@ -326,6 +339,41 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
                val, needs_accuracy, stopper, schedule,
                cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
     return run.go(first, last)
+
+
+class _Snapshot:
+    """A model's weights, optimizer state, epoch count and RNG state at one moment, kept in
+    buffers reused from epoch to epoch: what a diverging fit rolls back to."""
+
+    def __init__(self, model):
+        self.model = model
+        self.arrays = [model.backend.copy(a) for a in self._live()]
+        self._keep_scalars()
+
+    def _live(self) -> list:
+        model, opt = self.model, self.model._optimizer
+        return model._params + [a for key in opt.state_arrays for a in model._opt_state[key]]
+
+    def _keep_scalars(self) -> None:
+        model = self.model
+        self.scalars = {k: model._opt_state[k] for k in model._optimizer.state_scalars}
+        self.epoch, self.rng = model.epoch_, model._rng.bit_generator.state
+
+    def take(self) -> None:
+        for keep, a in zip(self.arrays, self._live()):
+            keep[...] = a
+        self._keep_scalars()
+
+    def restore(self) -> None:
+        for a, keep in zip(self._live(), self.arrays):
+            a[...] = keep
+        model = self.model
+        model._opt_state.update(self.scalars)
+        model.epoch_, model._rng.bit_generator.state = self.epoch, self.rng
+
+
+def _all_finite(model) -> bool:
+    return all(model.backend.all_finite(p) for p in model._params)
 
 
 class _Run:
@@ -366,29 +414,19 @@ class _Run:
         model, be = self.model, self.model.backend
         history = History()
         step = model._step_function(self.reducer)
-        # Weights at the start of the current epoch, and of the last epoch whose loss was
-        # finite: where a diverging fit rolls back to.
-        start = [be.copy(p) for p in model._params]
-        good = best = None
-        best_score, wait = math.inf, 0
+        start = _Snapshot(model)  # the state at the start of the current epoch
+        good = None  # ... and at the start of the last epoch whose loss was finite
+        best, best_score, wait = None, math.inf, 0
         progress = _Progress(self.verbose, last - first)
         model.stop_training = False
         try:
             for epoch in range(first, last):
                 if epoch > first:
-                    for keep, p in zip(start, model._params):
-                        keep[...] = p
+                    start.take()
                 loss, lr = self._epoch(step, epoch)
                 if not math.isfinite(loss):
-                    back = good if good is not None else start
-                    for p, keep in zip(model._params, back):
-                        p[...] = keep
-                    kept = (f"the start of epoch {epoch}, the last whose loss was finite"
-                            if good is not None else "the start of this fit")
-                    raise DivergenceError(
-                        f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
-                        f"the model keeps its weights from {kept}. Try a smaller lr.")
-                good, start = start, (good or [be.copy(p) for p in model._params])
+                    self._diverged(good, start, f"the loss became {loss} in epoch {epoch + 1}")
+                good, start = start, (good if good is not None else _Snapshot(model))
                 model.epoch_ = epoch + 1
                 logs = self._logs(loss, lr)
                 self.schedule.end_epoch(logs.get("val_loss", loss))
@@ -406,7 +444,12 @@ class _Run:
                             model.stop_training = history.stopped_early = True
                 for cb in self.cbs:
                     cb(epoch + 1, logs, model)
-                if self.checkpoint is not None:
+                last_epoch = model.stop_training or epoch + 1 == last
+                if (self.checkpoint is not None or last_epoch) and not _all_finite(model):
+                    # The epoch's loss was finite, but its last update was not.
+                    self._diverged(good, None, f"the last update of epoch {epoch + 1} made "
+                                               f"weights NaN or Inf")
+                if self.checkpoint is not None and not (history.stopped_early and best):
                     model._write_checkpoint(self.checkpoint, self.schedule)
                 if model.stop_training:
                     break
@@ -415,4 +458,16 @@ class _Run:
         if history.stopped_early and best is not None:
             for p, keep in zip(model._params, best):
                 p[...] = keep
+            if self.checkpoint is not None:
+                model._write_checkpoint(self.checkpoint, self.schedule)
         return history
+
+    @staticmethod
+    def _diverged(good, start, what: str):
+        """Roll back to the last state whose loss was finite and raise DivergenceError."""
+        back = good if good is not None else start
+        back.restore()
+        kept = (f"the start of epoch {back.epoch + 1}, the last whose loss was finite"
+                if good is not None else "the start of this fit")
+        raise DivergenceError(f"training diverged: {what}; the model keeps its weights, "
+                              f"optimizer state and epoch count from {kept}. Try a smaller lr.")

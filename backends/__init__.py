@@ -50,12 +50,16 @@ _context: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+_plugins: dict[str, str] | None = None
+
+
 def _registered() -> dict[str, str]:
-    """Every known backend name mapped to 'module:Class' (built-ins first, then plugins)."""
-    names = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        names.setdefault(ep.name, ep.value)
-    return names
+    """Every known backend name mapped to 'module:Class' (built-ins first, then plugins).
+    The entry points are scanned once per process: a scan costs most of a millisecond."""
+    global _plugins
+    if _plugins is None:
+        _plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**BUILTIN, **{k: v for k, v in _plugins.items() if k not in BUILTIN}}
 
 
 def _probe(name: str) -> BackendStatus:

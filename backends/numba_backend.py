@@ -160,13 +160,10 @@ class NumbaBackend(Backend):
 
         def step(params, grads, opt_state, X, Y, lr):
             m = X.shape[0]
-            if m not in buffers:
-                buffers.clear()
+            if m not in buffers:  # a fit meets at most two sizes: the batch and the rest
                 rows = (sizes[0], *sizes[1:], *sizes[1:-1])  # X, every A, the hidden deltas
                 buffers[m] = (*(np.empty((n, m), dtype) for n in rows),
                               np.empty((m, sizes[-1]), dtype))
-            if Y.shape[1] != sizes[-1]:  # one label column for every output, as Z - Y does
-                Y = np.broadcast_to(Y, (m, sizes[-1]))
             loss = k.train_step(tuple(params[0::2]), tuple(params[1::2]),
                                 tuple(grads[0::2]), tuple(grads[1::2]), acts, head, X, Y,
                                 buffers[m], in_kernel_sgd, dtype(lr), dtype(1.0 / m),

@@ -84,7 +84,10 @@ def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     ({"hidden_activation": "swish"}, ValueError, "unknown activation 'swish'; choose one of"),
     ({"hidden_activation": ["tanh"] * 3}, ValueError, "lists 3 names for 1 hidden layers"),
     ({"output": "hinge"}, ValueError, "unknown output 'hinge'; choose one of: auto"),
-    ({"l2": -0.1}, ValueError, "l2 must be a finite number >= 0"),
+    ({"l2": -0.1}, ValueError, r"l2 must be a number in \[0.0, inf\]"),
+    ({"l2": True}, ValueError, "l2 must be a number in"),
+    ({"l2": float("nan")}, ValueError, "l2 must be a number in"),
+    ({"layer_sizes": [3, True]}, ValueError, "layer_sizes must list at least two positive"),
     ({"dtype": "float16"}, ValueError, "unsupported dtype 'float16'; choose float32 or float64"),
     ({"backend": "bogus"}, accelnn.BackendError, "unknown backend 'bogus'"),
 ])

@@ -189,6 +189,8 @@ def _train(sizes, act, out, opt, l2, backend, dtype="float64", steps=10, m=40):
     X = rng.standard_normal((m, sizes[0]))
     if out == "identity":
         y = rng.standard_normal((m, sizes[-1]))
+    elif out == "sigmoid" and sizes[-1] > 1:  # multi-label: a 0/1 column per output
+        y = rng.integers(0, 2, (m, sizes[-1]))
     else:
         y = rng.integers(0, max(2, sizes[-1]), m)
     model = accelnn.MLP(sizes, act, out, l2=l2, seed=1, dtype=dtype, backend=backend)

@@ -169,6 +169,7 @@ def test_plugin_entry_point(monkeypatch):
 
     ep = EntryPoint("myplug", "accelnn.backends.numpy_backend:NumpyBackend", "accelnn.backends")
     monkeypatch.setattr(backends, "entry_points", lambda group: [ep])
+    monkeypatch.setattr(backends, "_plugins", None)  # scan the (patched) entry points anew
     assert "myplug" in accelnn.available_backends()
     assert isinstance(accelnn.get_backend("myplug"), backends.Backend)
     monkeypatch.delitem(backends._instances, "myplug")
