@@ -19,6 +19,11 @@ score on a seeded `validation_fraction` held out) has not improved by `tol` for 
 learning_rate="adaptive" the learning rate is divided by 5 instead, until it falls below 1e-6.
 `max_iter` epochs without such a stop raise a ConvergenceWarning.
 
+A fit or partial_fit that is rejected (a bad parameter, X or y) leaves the estimator exactly
+as it was: everything is checked, and a new model built, before any fitted attribute changes.
+Labels go to the accelnn model as they are, with the estimator's classes_ set on it; it
+encodes them (and rejects labels outside classes_) as `MLP.fit` does.
+
 `partial_fit` runs one epoch and continues the optimizer's state (and the classifier needs
 `classes=` on its first call). A pickled estimator holds its model as the bytes of an
 `MLP.save` file, optimizer state included, so an unpickled one predicts and trains on exactly
@@ -35,12 +40,14 @@ import math
 import os
 import tempfile
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -77,43 +84,54 @@ def _model_from_bytes(data: bytes, backend) -> MLP:
         return MLP.load(path, backend=backend)
 
 
+# What a fit records besides the model and the data's attributes; a fit works on copies
+# (a SimpleNamespace) that reach the estimator only once the model has been trained.
+_RECORD = ("loss_", "loss_curve_", "n_iter_", "best_loss_", "validation_scores_",
+           "best_validation_score_", "_no_improvement_count", "_schedule")
+
+
 class _Monitor:
     """scikit-learn's bookkeeping and stopping rule, as an accelnn fit callback: records
-    loss_curve_, best_loss_ or validation_scores_, and ends the fit (or, with an adaptive
-    learning rate, lets the schedule divide it) after more than n_iter_no_change epochs
-    without an improvement of tol."""
+    loss_curve_, best_loss_ or validation_scores_ into `rec`, and ends the fit (or, with an
+    adaptive learning rate, lets the schedule divide it) after more than n_iter_no_change
+    epochs without an improvement of tol. score(model) is the validation score, or None."""
 
-    def __init__(self, est, val, stop: bool):
-        self.est, self.val, self.stop = est, val, stop
+    def __init__(self, rec, score, stop: bool, tol: float, patience: int):
+        self.rec, self.score, self.stop = rec, score, stop
+        self.tol, self.patience = tol, patience
         self.best_weights = None
+        self.epochs = 0
 
     def on_epoch_end(self, epoch, logs, model):
-        est, loss = self.est, logs["loss"]
-        est.loss_curve_.append(loss)
-        est.loss_ = loss
-        est.n_iter_ += 1
-        if self.val is not None:
-            score = est.score(*self.val)
-            est.validation_scores_.append(score)
-            stalled = score < est.best_validation_score_ + est.tol
-            if score > est.best_validation_score_:
-                est.best_validation_score_ = score
+        rec, loss = self.rec, logs["loss"]
+        self.epochs += 1
+        rec.loss_curve_.append(loss)
+        rec.loss_ = loss
+        rec.n_iter_ += 1
+        if self.score is not None:
+            score = self.score(model)
+            rec.validation_scores_.append(score)
+            stalled = score < rec.best_validation_score_ + self.tol
+            if score > rec.best_validation_score_:
+                rec.best_validation_score_ = score
                 self.best_weights = model.get_weights()
         else:
-            stalled = loss > est.best_loss_ - est.tol
-            est.best_loss_ = min(est.best_loss_, loss)
-        est._no_improvement_count = est._no_improvement_count + 1 if stalled else 0
-        if self.stop and est._no_improvement_count > est.n_iter_no_change:
-            if isinstance(est._schedule, Adaptive) and logs["lr"] > MIN_ADAPTIVE_LR:
-                est._no_improvement_count = 0
+            stalled = loss > rec.best_loss_ - self.tol
+            rec.best_loss_ = min(rec.best_loss_, loss)
+        rec._no_improvement_count = rec._no_improvement_count + 1 if stalled else 0
+        if self.stop and rec._no_improvement_count > self.patience:
+            if isinstance(rec._schedule, Adaptive) and logs["lr"] > MIN_ADAPTIVE_LR:
+                rec._no_improvement_count = 0
             else:
                 model.stop_training = True
 
 
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: hyper-parameters, the fit loop, pickling.
-    Subclasses give `_validate_xy` (checked X, encoded targets, original y) and `_output`
-    (output units and accelnn output for the encoded targets)."""
+    Subclasses give `_validate_xy` (checked X, the targets for the accelnn model, y for
+    scoring, the fitted attributes the data sets, and the output units and accelnn output),
+    `_predict_with` (predictions of a model under given fitted attributes) and `_metric`
+    (their `score`)."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -190,50 +208,91 @@ class _BaseMLP(BaseEstimator):
         return SGD(lr, float(self.momentum), bool(self.nesterovs_momentum)), schedule
 
     # ------------------------------------------------------------------ training
+    def _check_data(self, X, y, fresh: bool, **kwargs):
+        """validate_data on (X, y); a fresh fit's n_features_in_ and feature_names_in_ (None:
+        remove it) come back in a dict instead of being set, as validate_data would."""
+        target = self
+        if fresh:  # a shallow stand-in takes the attributes validate_data sets
+            target = object.__new__(type(self))
+            target.__dict__.update(self.__dict__)
+        X, y = validate_data(target, X, y, reset=fresh, multi_output=True,
+                             dtype=(np.float64, np.float32), **kwargs)
+        attrs = {}
+        if fresh:
+            attrs = {"n_features_in_": target.n_features_in_,
+                     "feature_names_in_": getattr(target, "feature_names_in_", None)}
+        return X, y, attrs
+
     def _fit(self, X, y, *, incremental: bool, classes=None):
+        # Everything that can reject the fit runs first, into locals: the estimator changes
+        # only in _commit, once the model has trained (or failed after training began).
         optimizer, schedule = self._training_plan()
         hidden = self._hidden_sizes()
         fresh = not (self.__sklearn_is_fitted__() and (incremental or self.warm_start))
-        X, Y, y = self._validate_xy(X, y, reset=fresh, classes=classes)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        n_out, output = self._output(Y)
+        X, Y, y, attrs, (n_out, output) = self._validate_xy(X, y, fresh, classes)
         sizes = [X.shape[1], *hidden, n_out]
-        if fresh:
-            mlp = MLP(sizes, self.activation, output, l2=float(self.alpha), seed=seed,
-                      dtype=self.dtype, backend=self.backend)
-            self._mlp = mlp
-            self.loss_curve_, self.n_iter_, self._no_improvement_count = [], 0, 0
-            self.best_loss_ = self.validation_scores_ = self.best_validation_score_ = None
-        elif list(self._mlp.layer_sizes) != sizes:
+        if not fresh and list(self._mlp.layer_sizes) != sizes:
             raise ValueError(f"warm_start / partial_fit needs the network of the last fit, "
                              f"{list(self._mlp.layer_sizes)}, but the parameters now give "
                              f"{sizes}; refit with warm_start=False")
-        val = None
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if fresh:
+            mlp = MLP(sizes, self.activation, output, l2=float(self.alpha), seed=seed,
+                      dtype=self.dtype, backend=self.backend)
+            if "classes_" in attrs:  # fixed before any label is seen (partial_fit's classes)
+                mlp.classes_ = attrs["classes_"]
+            rec = SimpleNamespace(**{**dict.fromkeys(_RECORD), "loss_curve_": [],
+                                     "n_iter_": 0, "_no_improvement_count": 0})
+        else:
+            mlp = self._mlp
+            rec = SimpleNamespace(**{k: getattr(self, k, None) for k in _RECORD})
+            for name in ("loss_curve_", "validation_scores_"):  # the fit appends to copies
+                if getattr(rec, name) is not None:
+                    setattr(rec, name, list(getattr(rec, name)))
+        score = None
         if self.early_stopping and not incremental:
             X, Xv, Y, _, y, yv = train_test_split(X, Y, y, test_size=self.validation_fraction,
                                                   random_state=seed)
-            val = (Xv, yv)
-            if self.validation_scores_ is None:
-                self.validation_scores_, self.best_validation_score_ = [], -math.inf
-        elif self.best_loss_ is None:
-            self.best_loss_ = math.inf
+            fitted = {**vars(self), **attrs}
+            score = lambda model: self._metric(yv, self._predict_with(model, Xv, fitted))  # noqa: E731
+            if rec.validation_scores_ is None:
+                rec.validation_scores_, rec.best_validation_score_ = [], -math.inf
+        elif rec.best_loss_ is None:
+            rec.best_loss_ = math.inf
         if not incremental or fresh:
-            self._schedule = schedule
+            rec._schedule = schedule
         else:
             optimizer = None  # partial_fit continues the optimizer and its schedule
-        monitor = _Monitor(self, val, stop=not incremental)
+        monitor = _Monitor(rec, score, stop=not incremental, tol=self.tol,
+                           patience=self.n_iter_no_change)
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else self.batch_size
-        self._mlp.fit(X, Y, epochs=1 if incremental else self.max_iter,
-                      batch_size=int(batch_size), optimizer=optimizer,
-                      lr_schedule=self._schedule, shuffle=bool(self.shuffle),
-                      callbacks=[monitor], verbose=2 if self.verbose else 0)
+        try:
+            # MLP.fit checks (X, Y), labels included, before it changes the model.
+            mlp.fit(X, Y, epochs=1 if incremental else self.max_iter,
+                    batch_size=int(batch_size), optimizer=optimizer,
+                    lr_schedule=rec._schedule, shuffle=bool(self.shuffle),
+                    callbacks=[monitor], verbose=2 if self.verbose else 0)
+        except BaseException:
+            if monitor.epochs:  # it trained before failing: keep the record with the model
+                self._commit(mlp, attrs, rec)
+            raise
         if monitor.best_weights is not None:
-            self._mlp.set_weights(monitor.best_weights)
-        if not incremental and not self._mlp.stop_training:
+            mlp.set_weights(monitor.best_weights)
+        self._commit(mlp, attrs, rec)
+        if not incremental and not mlp.stop_training:
             warnings.warn(f"{type(self).__name__}: the maximum of {self.max_iter} epochs "
                           f"(max_iter) was reached before the optimization converged",
                           ConvergenceWarning, stacklevel=3)
         return self
+
+    def _commit(self, mlp: MLP, attrs: dict, rec: SimpleNamespace) -> None:
+        self._mlp = mlp
+        for name, value in attrs.items():
+            if value is None and name == "feature_names_in_":
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
+        self.__dict__.update(vars(rec))
 
     def fit(self, X, y):
         """Train for up to max_iter epochs (see the module docstring for the stopping rule);
@@ -241,7 +300,8 @@ class _BaseMLP(BaseEstimator):
         Rejects, with ValueError/TypeError: X that scikit-learn's validate_data rejects (not
         2-D, sparse, empty, NaN/Inf, non-numeric, a new number of features when warm
         starting), bad targets (see the subclass), a bad hyper-parameter (named), and a
-        warm start whose network would differ from the last one."""
+        warm start whose network would differ from the last one; a rejected fit leaves the
+        estimator (and a fitted model) exactly as it was."""
         return self._fit(X, y, incremental=False)
 
     # ------------------------------------------------------------------ the model
@@ -251,6 +311,10 @@ class _BaseMLP(BaseEstimator):
     def _forward_checked(self, X):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+
+    def predict(self, X) -> np.ndarray:
+        X = self._forward_checked(X)  # NotFittedError first
+        return self._predict_with(self._mlp, X, vars(self))
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -294,12 +358,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     early_stopping), coefs_, intercepts_.
     """
 
-    def _validate_xy(self, X, y, reset: bool, classes=None):
+    _metric = staticmethod(accuracy_score)  # ClassifierMixin.score's: subset accuracy
+
+    def _validate_xy(self, X, y, fresh: bool, classes=None):
         """Rejects targets that are continuous or multiclass-multioutput, a single class,
-        partial_fit without `classes` on its first call or with other classes later, and
-        labels outside classes_ when training on."""
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True,
-                             dtype=(np.float64, np.float32))
+        partial_fit with other classes than its first call's, and a switch between labels and
+        a multi-label matrix when training on. (Labels outside classes_ are MLP.fit's to
+        reject.)"""
+        X, y, attrs = self._check_data(X, y, fresh)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -308,11 +374,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("multiclass-multioutput targets are not supported; give labels "
                              "(1-D) or a 0/1 indicator matrix (multi-label)")
         multilabel = kind == "multilabel-indicator"
-        if classes is not None and not reset and not np.array_equal(
-                np.unique(classes), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from classes_ of the first call, "
-                             f"{self.classes_!r}")
-        if reset:
+        if fresh:
             if multilabel:
                 labels = np.arange(y.shape[1])
             elif classes is not None:
@@ -322,23 +384,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(labels) < 2:
                 raise ValueError(f"a classifier needs samples of at least 2 classes; y has 1 "
                                  f"class: {labels.tolist()}")
-            self.classes_, self._multilabel = labels, multilabel
-        elif multilabel != self._multilabel:
-            raise ValueError("y switches between labels and a multi-label indicator matrix")
-        if multilabel:
-            return X, y, y
-        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y
-        if unknown.any():
-            raise ValueError(f"y has labels not in classes_ {self.classes_.tolist()}: "
-                             f"{np.unique(y[unknown])[:10].tolist()}")
-        return X, idx, y
+        else:
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(f"classes={classes!r} differs from classes_ of the first "
+                                 f"call, {self.classes_!r}")
+            if multilabel != self._multilabel:
+                raise ValueError("y switches between labels and a multi-label indicator "
+                                 "matrix")
+            labels = self.classes_
+        n = len(labels)
+        output = (n, "sigmoid") if multilabel else (1, "sigmoid") if n == 2 else (n, "softmax")
+        return X, y, y, {**attrs, "classes_": labels, "_multilabel": multilabel}, output
 
-    def _output(self, Y):
-        n = len(self.classes_)
-        if self._multilabel:
-            return n, "sigmoid"
-        return (1, "sigmoid") if n == 2 else (n, "softmax")
+    def _predict_with(self, mlp: MLP, X, fitted: dict) -> np.ndarray:
+        proba = mlp.backend.to_numpy(mlp.predict_proba(X))
+        if fitted["_multilabel"]:
+            return (proba > 0.5).astype(np.int64)
+        return fitted["classes_"][np.argmax(proba, axis=1)]
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y), continuing the optimizer. `classes` (every label the
@@ -359,10 +421,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict(self, X) -> np.ndarray:
         """Labels from classes_ (multi-label: a 0/1 matrix), NumPy. Rejects what
         predict_proba rejects."""
-        proba = self.predict_proba(X)
-        if self._multilabel:
-            return (proba > 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return super().predict(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -377,15 +436,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters and attributes: as MLPClassifier's, without classes_.
     """
 
-    def _validate_xy(self, X, y, reset: bool, classes=None):
+    _metric = staticmethod(r2_score)  # RegressorMixin.score's
+
+    def _validate_xy(self, X, y, fresh: bool, classes=None):
         """Rejects non-numeric y, NaN or Inf in y, and (when training on) a different number
         of target columns."""
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32))
-        return X, y.reshape(len(y), -1), y
+        X, y, attrs = self._check_data(X, y, fresh, y_numeric=True)
+        Y = y.reshape(len(y), -1)
+        return X, Y, y, attrs, (Y.shape[1], "identity")
 
-    def _output(self, Y):
-        return Y.shape[1], "identity"
+    def _predict_with(self, mlp: MLP, X, fitted: dict) -> np.ndarray:
+        out = mlp.backend.to_numpy(mlp.predict(X))
+        return out.ravel() if out.shape[1] == 1 else out
 
     def partial_fit(self, X, y):
         """One epoch over (X, y), continuing the optimizer. Rejects what fit rejects."""
@@ -394,9 +456,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X) -> np.ndarray:
         """Predicted values, (n_samples,) for one target, else (n_samples, n_targets), NumPy.
         Rejects an unfitted estimator (NotFittedError) and X that fit would reject."""
-        X = self._forward_checked(X)
-        out = self._mlp.backend.to_numpy(self._mlp.predict(X))
-        return out.ravel() if out.shape[1] == 1 else out
+        return super().predict(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,6 +3,7 @@ the mapping of scikit-learn's parameters onto accelnn, and errors."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import pickle
 import subprocess
@@ -190,7 +191,7 @@ def test_warm_start_and_partial_fit():
     assert inc.n_iter_ == 2 and inc.predict_proba(Xs).shape == (90, 3)
     with pytest.raises(ValueError, match="differs from classes_"):
         inc.partial_fit(Xs, y, classes=["ant", "bee"])
-    with pytest.raises(ValueError, match="labels not in classes_"):
+    with pytest.raises(ValueError, match="labels outside the classes"):
         inc.partial_fit(Xs[:2], ["ant", "dog"])
     with pytest.raises(ValueError, match="3 features"):
         inc.partial_fit(np.c_[Xs, Xs[:, 0]], y)
@@ -212,6 +213,12 @@ def test_binary_multilabel_and_float32():
                            learning_rate_init=0.01, backend="numpy").fit(Xs, labels == "ant")
     assert binary.coefs_[-1].shape == (8, 1) and binary.predict_proba(Xs).shape == (90, 2)
     assert binary.score(Xs, labels == "ant") > 0.9
+    assert binary.classes_.dtype == bool and binary.predict(Xs).dtype == bool
+    # Multi-label score is scikit-learn's subset accuracy: a row counts when all labels match.
+    flipped = Y.copy()
+    flipped[::3, 0] ^= 1
+    pred = clf.predict(Xs)
+    assert clf.score(Xs, flipped) == np.mean((pred == flipped).all(axis=1))
 
 
 @needs_sklearn
@@ -237,6 +244,106 @@ def test_bad_parameters_are_named(params, match):
     X, y = _blobs(20)
     with pytest.raises((ValueError, accelnn.BackendError), match=match):
         MLPClassifier(**params).fit(X, y)
+
+
+def _fitted_state(est, X):
+    """Everything fit may change: the estimator's attributes (the model and schedule by
+    identity, the rest by value), the weights, the model's classes and what predict gives."""
+    state = {k: v if k in ("_mlp", "_schedule") else copy.deepcopy(v)
+             for k, v in vars(est).items() if k not in est.get_params()}
+    weights = est.coefs_ + est.intercepts_
+    out = est.predict_proba(X) if hasattr(est, "classes_") else est.predict(X)
+    return state, weights, est._mlp.classes_, est._mlp.epoch_, est.predict(X), out
+
+
+def _assert_same_state(before, after):
+    (state0, *rest0), (state1, *rest1) = before, after
+    assert state0.keys() == state1.keys()
+    for k, v in state0.items():
+        if k in ("_mlp", "_schedule"):
+            assert state1[k] is v, k
+        else:
+            np.testing.assert_equal(state1[k], v, err_msg=k)
+    np.testing.assert_equal(rest1, rest0)
+
+
+_X3 = np.random.default_rng(5).normal(size=(30, 3))
+_Y3 = np.arange(30) % 3
+
+
+@needs_sklearn
+@pytest.mark.parametrize("method, params, X, y, kwargs", [
+    # The reviewer's case: new data passes validate_data, then MLP(...) rejects activation.
+    ("fit", {"activation": "bogus"}, _X3[:, :2], _Y3 % 2, {}),
+    ("fit", {"dtype": "float16"}, _X3[:, :2], _Y3 % 2, {}),
+    ("fit", {"backend": "bogus"}, _X3, np.array(list("abcab") * 6), {}),
+    ("fit", {"solver": "lbfgs"}, _X3[:, :2], _Y3 % 2, {}),
+    ("fit", {"hidden_layer_sizes": (0,)}, _X3, _Y3, {}),
+    ("fit", {}, _X3, np.zeros(30), {}),  # one class
+    ("fit", {}, _X3, _Y3 + 0.5, {}),  # continuous targets
+    ("fit", {}, np.where(_X3 > 1, np.nan, _X3), _Y3, {}),
+    ("fit", {"warm_start": True}, _X3[:, :2], _Y3, {}),
+    ("fit", {"warm_start": True, "hidden_layer_sizes": (6,)}, _X3, _Y3, {}),
+    ("fit", {"warm_start": True}, _X3, np.eye(3)[_Y3], {}),  # labels -> multi-label
+    ("partial_fit", {}, _X3, _Y3 + 1, {}),  # a label outside classes_
+    ("partial_fit", {}, _X3, _Y3, {"classes": [0, 1]}),
+    ("partial_fit", {}, _X3[:, :2], _Y3, {}),
+    ("partial_fit", {"hidden_layer_sizes": (6,)}, _X3, _Y3, {}),
+])
+def test_rejected_fit_leaves_the_fitted_classifier_as_it_was(method, params, X, y, kwargs):
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0, backend="numpy")
+    clf.fit(_X3, _Y3).partial_fit(_X3, _Y3)  # an optimizer state and schedule to keep, too
+    before = _fitted_state(clf, _X3)
+    clf.set_params(**params)
+    with pytest.raises((ValueError, TypeError, accelnn.BackendError)):
+        getattr(clf, method)(X, y, **kwargs)
+    clf.set_params(hidden_layer_sizes=(5,), activation="relu", dtype="float64",
+                   backend="numpy", solver="adam", warm_start=False)
+    _assert_same_state(before, _fitted_state(clf, _X3))
+    clf.partial_fit(_X3, _Y3)  # and it trains on
+    assert clf.n_iter_ == before[0]["n_iter_"] + 1
+
+
+@needs_sklearn
+def test_rejected_fit_leaves_the_fitted_regressor_as_it_was():
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="numpy")
+    reg.fit(_X3, _X3[:, :2])
+    before = _fitted_state(reg, _X3)
+    for params, X, y in [({"activation": "bogus"}, _X3[:, :1], _X3[:, 0]),
+                         ({"dtype": "int8"}, _X3[:, :1], _X3[:, 0]),
+                         ({}, _X3[:, :1], np.where(_X3[:, 0] > 1, np.inf, _X3[:, 0])),
+                         ({"warm_start": True}, _X3, _X3[:, 0])]:
+        with pytest.raises((ValueError, TypeError)):
+            reg.set_params(**params).fit(X, y)
+        reg.set_params(activation="relu", dtype="float64", warm_start=False)
+        _assert_same_state(before, _fitted_state(reg, _X3))
+    with pytest.raises(ValueError):
+        reg.partial_fit(_X3, _X3)  # 3 targets, the model has 2 outputs
+    _assert_same_state(before, _fitted_state(reg, _X3))
+
+
+@needs_sklearn
+def test_rejected_fit_keeps_feature_names():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(_X3, columns=["a", "b", "c"])
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, backend="numpy").fit(frame, _Y3)
+    with pytest.raises(ValueError, match="unknown activation"):
+        clf.set_params(activation="bogus").fit(_X3[:, :2], _Y3)  # no names, 2 features
+    assert list(clf.feature_names_in_) == ["a", "b", "c"] and clf.n_features_in_ == 3
+    clf.set_params(activation="relu").fit(_X3, _Y3)  # an accepted fit on an array drops them
+    assert not hasattr(clf, "feature_names_in_")
+
+
+@needs_sklearn
+def test_rejected_first_partial_fit_leaves_the_classifier_unfitted():
+    clf = MLPClassifier(hidden_layer_sizes=(5,), backend="numpy")
+    with pytest.raises(ValueError, match="labels outside the classes"):
+        clf.partial_fit(_X3, _Y3, classes=[0, 1])
+    with pytest.raises(ValueError, match="unknown activation"):
+        clf.set_params(activation="bogus").partial_fit(_X3, _Y3, classes=[0, 1, 2])
+    assert not [k for k in vars(clf) if k.endswith("_") or k.startswith("_")]
+    with pytest.raises(NotFittedError):
+        clf.predict(_X3)
 
 
 @needs_sklearn
