@@ -9,26 +9,37 @@ import accelnn
 
 
 @pytest.fixture
-def fitted():
+def fitted(backend):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
-    model = accelnn.MLP([3, 4, 3], "tanh", seed=0, dtype="float64", backend="numpy")
-    model.fit(X, y, epochs=2)
+    model = accelnn.MLP([3, 4, 3], "tanh", seed=0, dtype="float64", backend=backend)
+    model.fit(X, y, epochs=2, optimizer="adam")
     return model, X, y
 
 
 def _snapshot(model):
+    """Everything fit may change: weights, head, classes, RNG, optimizer and its state."""
+    be = model.backend
     classes = None if model.classes_ is None else model.classes_.copy()
     weights = [w.copy() for pair in model.get_weights() for w in pair]
-    return weights, model.head, classes, model._rng.bit_generator.state
+    state = {k: [be.to_numpy(a).copy() for a in v] if isinstance(v, list) else v
+             for k, v in model._opt_state.items()}
+    return (weights, model.head, classes, model._rng.bit_generator.state, model._optimizer,
+            state, model.epoch_)
 
 
 def _assert_unchanged(model, snap):
-    weights, head, classes, rng_state = _snapshot(model)
-    assert all(np.array_equal(a, b) for a, b in zip(weights, snap[0]))
-    assert head is snap[1]
-    assert np.array_equal(classes, snap[2])
-    assert rng_state == snap[3]
+    now = _snapshot(model)
+    assert all(np.array_equal(a, b) for a, b in zip(now[0], snap[0]))
+    assert now[1] is snap[1] and now[4] is snap[4] and now[6] == snap[6]
+    assert np.array_equal(now[2], snap[2])
+    assert now[3] == snap[3]
+    assert now[5].keys() == snap[5].keys()
+    for key, value in now[5].items():
+        if isinstance(value, list):
+            assert all(np.array_equal(a, b) for a, b in zip(value, snap[5][key]))
+        else:
+            assert value == snap[5][key]
 
 
 BAD_FIT = [
@@ -54,9 +65,17 @@ BAD_FIT = [
 def test_fit_rejects_bad_data_and_changes_nothing(fitted, make, exc, message):
     model, X, y = fitted
     snap = _snapshot(model)
-    with pytest.raises(exc, match=message):
+    with pytest.raises(exc, match=message), np.errstate(over="ignore"):
         model.fit(*make(X, y), epochs=1)
     _assert_unchanged(model, snap)
+
+
+def test_values_too_large_for_float32_are_named():
+    model = accelnn.MLP([2, 1], output="identity", dtype="float32", backend="numpy")
+    with pytest.raises(ValueError, match="X has values too large for float32"):
+        model.fit(np.array([[1e300, 0.0], [1.0, 2.0]]), [0.0, 1.0])
+    with pytest.raises(ValueError, match="layer 1 W has values too large for float32"):
+        model.set_weights([(np.array([[1e300], [0.0]]), np.zeros(1))])
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -68,6 +87,8 @@ def test_fit_rejects_bad_data_and_changes_nothing(fitted, make, exc, message):
     ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; choose one of: sgd"),
     ({"validation_data": (np.zeros((2, 3)),)}, "validation_data must be a pair"),
     ({"validation_data": (np.zeros((2, 5)), [0, 1])}, "X has 5 features"),
+    ({"validation_split": 0.99}, "holds out 20 of 20 rows, leaving none to train on"),
+    ({"checkpoint": "/nonexistent-folder/ck.npz"}, "does not exist or is not writable"),
 ])
 def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     model, X, y = fitted
@@ -135,14 +156,68 @@ def test_target_rules_reject_mismatched_targets():
         accelnn.MLP([2, 1], output="identity", backend="numpy").fit(X, ["a", "b", "c", "d"])
 
 
-def test_diverging_fit_stops_and_keeps_last_finite_weights():
+def _all_finite(model):
+    state = [a for v in model._opt_state.values() if isinstance(v, list) for a in v]
+    return all(np.isfinite(w).all() for pair in model.get_weights() for w in pair) and all(
+        np.isfinite(model.backend.to_numpy(a)).all() for a in state)
+
+
+def test_diverging_fit_stops_and_keeps_last_finite_state(backend):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(32, 4)) * 10
     y = rng.normal(size=32) * 100
     model = accelnn.MLP([4, 16, 1], "relu", "identity", seed=0, dtype="float64",
-                        backend="numpy")
+                        backend=backend)
     with pytest.raises(accelnn.DivergenceError, match="training diverged: the loss became"):
-        model.fit(X, y, epochs=200, lr=5.0)
-    weights = [w for pair in model.get_weights() for w in pair]
-    assert all(np.isfinite(w).all() for w in weights)
-    assert np.isfinite(model.loss(X, y))
+        model.fit(X, y, epochs=200, optimizer="momentum", lr=5.0)
+    assert _all_finite(model) and np.isfinite(model.loss(X, y))
+    # The rolled-back state is a real earlier state: replaying it gives the same history.
+    kept_epoch, weights = model.epoch_, model.get_weights()
+    replay = accelnn.MLP([4, 16, 1], "relu", "identity", seed=0, dtype="float64",
+                         backend=backend)
+    if kept_epoch:
+        replay.fit(X, y, epochs=kept_epoch, optimizer="momentum", lr=5.0)
+    assert all(np.array_equal(a, b) for pa, pb in zip(weights, replay.get_weights())
+               for a, b in zip(pa, pb))
+    if kept_epoch:
+        assert all(np.array_equal(backend.to_numpy(a), backend.to_numpy(b)) for a, b in
+                   zip(model._opt_state["velocity"], replay._opt_state["velocity"]))
+
+
+def test_a_last_update_that_overflows_is_caught(backend):
+    """The loss is measured before each update, so the last update of a fit needs its own
+    check: it must not return Inf weights."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 2)), np.full(50, 1e6)
+    model = accelnn.MLP([2, 4, 1], "tanh", "identity", seed=0, dtype="float32",
+                        backend=backend)
+    before = model.get_weights()
+    with pytest.raises(accelnn.DivergenceError, match="the last update of epoch 1 made"):
+        model.fit(X, y, epochs=1, lr=1e35)
+    assert model.epoch_ == 0
+    assert all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())
+               for a, b in zip(pa, pb))
+
+
+def test_one_unit_sigmoid_takes_probabilities_and_several_units_need_columns():
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    soft = np.array([0.1, 0.9, 0.5, 0.2, 0.7, 0.3])
+    model = accelnn.MLP([2, 1], output="sigmoid", dtype="float64", backend="numpy")
+    z = X @ model.get_weights()[0][0][:, 0]
+    bce = np.mean(np.logaddexp(0, z) - z * soft)
+    assert model.loss(X, soft) == pytest.approx(bce, rel=1e-12)
+    with pytest.raises(ValueError, match=r"sigmoid output with 3 units \(multi-label\) "
+                                         r"needs y of shape \(samples, 3\)"):
+        accelnn.MLP([2, 3], output="sigmoid", backend="numpy").fit(X, [0, 1, 1, 0, 1, 0])
+
+
+def test_queries_do_not_fix_an_auto_output():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 2))
+    model = accelnn.MLP([2, 3, 1], seed=0, backend="numpy")
+    model.loss(X, rng.normal(size=8))  # values: an identity head, for this query only
+    model.loss_and_grads(X, rng.normal(size=8))
+    accelnn.gradcheck(model, X, rng.normal(size=8), max_entries=1)
+    assert model.head is None and model.classes_ is None
+    model.fit(X, rng.integers(0, 2, 8))
+    assert model.head.name == "sigmoid"

@@ -59,3 +59,18 @@ def test_gradcheck_rejects_bad_max_entries():
     model = accelnn.MLP([2, 1], dtype="float64", backend="numpy")
     with pytest.raises(ValueError, match="max_entries"):
         accelnn.gradcheck(model, [[1.0, 2.0]], [1], max_entries=0)
+
+
+@pytest.mark.parametrize("head, make_y", [
+    ("sigmoid", lambda rng: rng.integers(0, 2, (9, 3))),                 # multi-label
+    ("sigmoid", lambda rng: rng.random((9, 3))),                         # soft, several units
+    ("softmax", lambda rng: rng.dirichlet(np.ones(3), 9)),               # soft class targets
+])
+def test_gradcheck_multi_label_and_soft_targets(backend, head, make_y):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(9, 4))
+    model = accelnn.MLP([4, 5, 3], "tanh", head, l2=0.1, seed=1, dtype="float64",
+                        backend=backend)
+    err = accelnn.gradcheck(model, X, make_y(rng))
+    print(f"{backend.name} {head} multi-column targets: gradcheck {err:.2e}")
+    assert err < 1e-6

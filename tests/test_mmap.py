@@ -32,6 +32,31 @@ def test_memory_map_trains_exactly_as_memory(backend, tmp_path):
         np.testing.assert_array_equal(ba, bb)
 
 
+class _RecordingMap(np.memmap):
+    """A memory map that remembers the largest piece (in rows) it has handed out."""
+
+    largest = 0
+
+    def __getitem__(self, key):
+        out = super().__getitem__(key)
+        if isinstance(out, np.ndarray) and out.ndim == 2:
+            _RecordingMap.largest = max(_RecordingMap.largest, out.shape[0])
+        return out
+
+
+def test_a_memory_map_is_read_a_piece_at_a_time(tmp_path):
+    """Streaming reads batches (and chunks for the checks), never the whole file."""
+    rows = 70_000  # more than one chunk of the finite check (65,536 rows)
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "X.npy", rng.normal(size=(rows, 4)))
+    X = np.load(tmp_path / "X.npy", mmap_mode="r").view(_RecordingMap)
+    y = rng.integers(0, 2, rows)
+    _RecordingMap.largest = 0
+    model = accelnn.MLP([4, 8, 1], "relu", seed=0, backend="numpy")
+    model.fit(X, y, epochs=1, batch_size=512, validation_split=0.1, metrics=("accuracy",))
+    assert 0 < _RecordingMap.largest <= 65_536 < rows
+
+
 ROWS, FEATURES = 2_000_000, 256  # float32: 2.05 GB
 LIMIT_MB = 500
 

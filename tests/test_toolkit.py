@@ -301,3 +301,64 @@ def test_numpy_block_wise_updates_equal_whole_array_updates(name):
         runs.append(params)
     assert not np.array_equal(runs[0][0], start[0])
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_resume_keeps_the_checkpoint_classes(tmp_path):
+    """A resumed fit encodes labels with the checkpoint's classes, even when the new data
+    misses some of them."""
+    X, y = _problem(m=30)
+    names = np.array(["a", "b", "c"])[y]
+    first = accelnn.MLP([3, 4, 3], "tanh", seed=0, dtype="float64", backend="numpy")
+    first.fit(X, names, epochs=2, optimizer="adam", checkpoint=tmp_path / "ck.npz")
+    keep = names != "a"
+    resumed = accelnn.MLP([3, 4, 3], "tanh", dtype="float64", backend="numpy")
+    resumed.fit(X[keep], names[keep], epochs=4, resume_from=tmp_path / "ck.npz")
+    assert resumed.classes_.tolist() == ["a", "b", "c"]
+    first.fit(X[keep], names[keep], epochs=2)  # the same two epochs, uninterrupted
+    assert all(np.array_equal(a, b) for pa, pb in zip(first.get_weights(),
+                                                       resumed.get_weights())
+               for a, b in zip(pa, pb))
+
+
+@pytest.mark.parametrize("schedule", [lambda: schedules.Cosine(t_max=10),
+                                      lambda: schedules.StepDecay(3, 0.5),
+                                      lambda: schedules.InvScaling(0.3)])
+def test_resume_is_exact_for_every_schedule(tmp_path, schedule):
+    X, y = _problem(m=30)
+
+    def fresh():
+        return accelnn.MLP([3, 5, 3], "relu", seed=1, dtype="float64", backend="numpy")
+
+    whole = fresh()
+    whole.fit(X, y, epochs=10, batch_size=8, optimizer="adam", lr_schedule=schedule())
+    part = fresh()
+    part.fit(X, y, epochs=4, batch_size=8, optimizer="adam", lr_schedule=schedule(),
+             checkpoint=tmp_path / "ck.npz")
+    rest = fresh()
+    hist = rest.fit(X, y, epochs=10, batch_size=8, lr_schedule=schedule(),
+                    resume_from=tmp_path / "ck.npz")
+    assert hist.epochs == 6
+    assert all(np.array_equal(a, b) for pa, pb in zip(whole.get_weights(), rest.get_weights())
+               for a, b in zip(pa, pb))
+
+
+def test_cosine_without_t_max_anneals_over_the_first_run_and_keeps_it(tmp_path):
+    X, y = _problem()
+    model = accelnn.MLP([3, 4, 3], seed=0, backend="numpy")
+    cosine = schedules.Cosine()
+    hist = model.fit(X, y, epochs=4, lr=1.0, lr_schedule=cosine, checkpoint=tmp_path / "c")
+    assert hist["lr"][0] == 1.0 and cosine.t_max is None  # the user's object keeps None
+    resumed = accelnn.MLP([3, 4, 3], backend="numpy")
+    later = resumed.fit(X, y, epochs=6, lr=1.0, lr_schedule=schedules.Cosine(),
+                        resume_from=tmp_path / "c")
+    assert later["lr"] == [0.0, 0.0]  # t_max stayed 4, the first run's
+
+
+def test_early_stopping_checkpoint_holds_the_restored_weights(tmp_path):
+    X, y = _problem()
+    model = accelnn.MLP([3, 4, 3], seed=0, dtype="float64", backend="numpy")
+    model.fit(X, y, epochs=30, lr=0.3, checkpoint=tmp_path / "ck.npz",
+              early_stopping=accelnn.EarlyStopping("loss", patience=2, min_delta=1e9))
+    saved = accelnn.MLP.load(tmp_path / "ck.npz")
+    assert all(np.array_equal(a, b) for pa, pb in zip(model.get_weights(), saved.get_weights())
+               for a, b in zip(pa, pb))

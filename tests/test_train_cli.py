@@ -219,3 +219,16 @@ def test_command_errors(tmp_path):
           ["predict", str(tmp_path / "m.npz"), one, "--target", "y"])
     fails(ValueError, r"not a readable accelnn model file",
           ["predict", one, "xor"])
+
+
+def test_the_accelnn_command_reports_failures_without_a_traceback(tmp_path, capsys):
+    from accelnn.cli import main
+
+    assert main(["train", "flower", "--layers", "4", "--lr", "1e30", "--epochs", "3",
+                 "--optimizer", "sgd", "--output", str(tmp_path / "m.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "accelnn train: error: training diverged" in err and "Traceback" not in err
+    accelnn.MLP([2, 3, 1], backend="numpy").save(tmp_path / "auto.npz")
+    np.savetxt(tmp_path / "d.csv", np.ones((2, 2)), delimiter=",")
+    assert main(["predict", str(tmp_path / "auto.npz"), str(tmp_path / "d.csv")]) == 2
+    assert "accelnn predict: error: the output is 'auto'" in capsys.readouterr().err
