@@ -124,6 +124,8 @@ class _Progress:
         self.epochs = epochs
 
     def update(self, epoch: int, logs: dict) -> None:
+        if not (self.tty or self.verbose == 2):
+            return
         text = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=False)
@@ -393,10 +395,9 @@ class _Run:
         if self.bs < self.data.m and self.shuffle:
             order = model._rng.permutation(self.data.m)
         total = 0.0
-        with np.errstate(over="ignore", invalid="ignore"):
-            for Xb, Yb, weight in self.data.batches(self.bs, order):
-                loss = step(Xb, Yb, lr)
-                total = loss if weight == 1.0 else total + loss * weight
+        for Xb, Yb, weight in self.data.batches(self.bs, order):
+            loss = step(Xb, Yb, lr)
+            total = loss if weight == 1.0 else total + loss * weight
         return float(total), lr
 
     def _logs(self, loss: float, lr: float) -> dict:
@@ -410,6 +411,9 @@ class _Run:
         logs["lr"] = lr
         return logs
 
+    # Overflow on the way to divergence is detected from the loss and the weights, and
+    # reported as DivergenceError: NumPy's warnings about it would only be noise.
+    @np.errstate(over="ignore", invalid="ignore")
     def go(self, first: int, last: int) -> History:
         model, be = self.model, self.model.backend
         history = History()

@@ -156,18 +156,19 @@ class NumbaBackend(Backend):
         acts = np.array(codes, dtype=np.int64)
         head = k.HEAD_CODES[spec.head.name]
         in_kernel_sgd = isinstance(opt, SGD) and opt.momentum == 0.0
-        buffers: dict[int, tuple] = {}
+        per_size: dict[int, tuple] = {}  # a fit meets at most two sizes: batch and rest
 
         def step(params, grads, opt_state, X, Y, lr):
             m = X.shape[0]
-            if m not in buffers:  # a fit meets at most two sizes: the batch and the rest
+            if m not in per_size:
                 rows = (sizes[0], *sizes[1:], *sizes[1:-1])  # X, every A, the hidden deltas
-                buffers[m] = (*(np.empty((n, m), dtype) for n in rows),
-                              np.empty((m, sizes[-1]), dtype))
+                per_size[m] = ((*(np.empty((n, m), dtype) for n in rows),
+                                np.empty((m, sizes[-1]), dtype)),
+                               dtype(1.0 / m), spec.l2 / (2 * m), dtype(spec.l2 / m))
+            buffers, inv_m, l2_loss, l2_grad = per_size[m]
             loss = k.train_step(tuple(params[0::2]), tuple(params[1::2]),
                                 tuple(grads[0::2]), tuple(grads[1::2]), acts, head, X, Y,
-                                buffers[m], in_kernel_sgd, dtype(lr), dtype(1.0 / m),
-                                spec.l2 / (2 * m), dtype(spec.l2 / m))
+                                buffers, in_kernel_sgd, dtype(lr), inv_m, l2_loss, l2_grad)
             if not in_kernel_sgd:
                 opt.update(self, params, grads, opt_state, lr)
             return dtype(loss)
