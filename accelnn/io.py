@@ -92,9 +92,13 @@ def load(path, *, backend=None):
     its optimizer state, so that `fit(..., optimizer=None)` continues it.
     Raises ValueError naming the problem for a file that is not an accelnn model, truncated,
     of another format version, or whose arrays do not match its header."""
+    return _load(os.fspath(path), backend)[0]
+
+
+def _load(path: str, backend):
+    """(model, header) of the file at `path`: one read serves loading and resuming."""
     from accelnn.model import MLP
 
-    path = os.fspath(path)
     header, arrays = _read(path)
     try:
         model = MLP(header["layer_sizes"], header["hidden_activations"], header["output"],
@@ -108,15 +112,30 @@ def load(path, *, backend=None):
         model._rng.bit_generator.state = header["rng_state"]
         model._split_seed = int(header["split_seed"])
         _load_optimizer(model, header, arrays)
-        model.epoch_ = int(header["epoch"])
+        model.epoch_ = _count("epoch", header["epoch"])
+        if "classes" in arrays:
+            model.classes_ = _classes(model, arrays["classes"])
     except BackendError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise ValueError(f"{path}: bad model file: {what}") from exc
-    if "classes" in arrays:
-        model.classes_ = arrays["classes"]
-    return model
+    return model, header
+
+
+def _count(name: str, value) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _classes(model, classes: np.ndarray) -> np.ndarray:
+    most = max(model.layer_sizes[-1], 2)
+    if not (classes.ndim == 1 and 1 <= len(classes) <= most
+            and len(np.unique(classes)) == len(classes)):
+        raise ValueError(f"classes must be at most {most} distinct labels for "
+                         f"{model.layer_sizes[-1]} output units, got {classes.tolist()!r}")
+    return classes
 
 
 def _load_optimizer(model, header: dict, arrays: dict) -> None:
@@ -137,14 +156,14 @@ def _load_optimizer(model, header: dict, arrays: dict) -> None:
                                  f"{got}")
             state[key].append(model.backend.asarray(a, model.dtype))
     for key in opt.state_scalars:
-        state[key] = header["optimizer_scalars"][key]
+        state[key] = _count(f"optimizer state {key}", header["optimizer_scalars"][key])
     model._optimizer, model._opt_state = opt, state
 
 
 def read_checkpoint(model, path) -> dict:
     """A checkpoint of `model`'s architecture as {"model", "schedule"}; ValueError when it is
     unreadable, of another architecture or dtype, or holds no optimizer state."""
-    loaded = load(path, backend=model.backend)
+    loaded, header = _load(os.fspath(path), model.backend)
     mine = (model.layer_sizes, [a.name for a in model.activations], model.dtype.name)
     theirs = (loaded.layer_sizes, [a.name for a in loaded.activations], loaded.dtype.name)
     if mine != theirs:
@@ -155,6 +174,5 @@ def read_checkpoint(model, path) -> dict:
                          f"a {model.head.name} output")
     if loaded._optimizer is None:
         raise ValueError(f"{path}: the file holds no optimizer state to resume from")
-    header, _ = _read(path)
     return {"model": loaded, "optimizer": loaded._optimizer, "epoch": loaded.epoch_,
             "schedule": header["schedule_state"]}

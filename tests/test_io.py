@@ -73,6 +73,10 @@ def _rewrite(path, **changes):
     ({"header_hidden_activations": ["swish"]}, "bad model file: ValueError: unknown activation"),
     ({"header_layer_sizes": None}, "bad model file"),
     ({"header": None}, "no header"),
+    ({"header_epoch": -1}, "epoch must be an integer >= 0"),
+    ({"header_epoch": 1.5}, "epoch must be an integer >= 0"),
+    ({"classes": np.array(["a", "b", "c"])}, "classes must be at most 2 distinct labels"),
+    ({"classes": np.array(["a", "a"])}, "classes must be at most 2 distinct labels"),
 ])
 def test_tampered_files_are_rejected(tmp_path, trained, change, message):
     model, _ = trained

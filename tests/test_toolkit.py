@@ -3,6 +3,7 @@ early stopping, callbacks, progress, checkpoints and exact resume."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -277,6 +278,15 @@ def test_tampered_optimizer_state_is_rejected(tmp_path):
     arrays["opt.m.2"] = np.zeros((2, 2))
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(ValueError, match=r"optimizer state opt.m.2: expected shape \(4, 3\)"):
+        accelnn.MLP.load(tmp_path / "m.npz")
+    a.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["header"]))
+    header["optimizer_scalars"]["t"] = "3"
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(ValueError, match="optimizer state t must be an integer >= 0"):
         accelnn.MLP.load(tmp_path / "m.npz")
 
 
