@@ -190,13 +190,16 @@ class _Data:
             return
         if order is None:
             order = np.arange(m)
-        if not self.stream:
+        part = self.n != m
+        if not (self.stream or part):
             order = self.model.backend.asarray(order)
         for lo in range(0, m, bs):
             idx = order[lo:lo + bs]
             weight = idx.shape[0] / m
-            if self.n != m:  # this process's rows of the batch
+            if part:  # this process's rows of the batch, picked on the host (no device sync)
                 idx = idx[(idx >= self.lo) & (idx < self.lo + self.n)] - self.lo
+                if not self.stream:
+                    idx = self.model.backend.asarray(idx)
             yield (*self._take(idx), weight)
 
     def chunks(self, size: int):
