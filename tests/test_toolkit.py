@@ -198,6 +198,28 @@ def test_verbose_two_prints_a_line_per_epoch_and_zero_is_silent(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("tqdm", [True, False])
+def test_verbose_one_shows_a_progress_bar_on_a_terminal(monkeypatch, tqdm):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    if tqdm:
+        pytest.importorskip("tqdm", reason="the bar uses tqdm when it is installed")
+    else:  # without tqdm: a plain text line rewritten in place
+        monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    X, y = _problem()
+    accelnn.MLP([3, 4, 3], seed=0, backend="numpy").fit(X, y, epochs=3, verbose=1)
+    shown = screen.getvalue()
+    assert "3/3" in shown and "loss" in shown
+    assert ("epoch 3/3 loss" in shown) != tqdm
+
+
 def test_history_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib", reason="History.plot needs matplotlib")
     X, y = _problem()
