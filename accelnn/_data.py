@@ -82,13 +82,24 @@ def check_X(backend, X, dtype, n_features: int):
     return arr
 
 
-def check_host_X(X: np.ndarray, n_features: int, chunk_rows: int = 65536) -> np.ndarray:
+def find_nonfinite(a: np.ndarray, chunk_rows: int = 65536) -> tuple[int, ...] | None:
+    """The index of the first NaN or Inf in `a`, or None; read a chunk of rows at a time, so a
+    memory-mapped file is checked without being loaded or copied whole."""
+    if a.dtype.kind != "f":
+        return None
+    for lo in range(0, len(a), chunk_rows):
+        bad = ~np.isfinite(a[lo:lo + chunk_rows])
+        if bad.any():
+            at = np.argwhere(bad)[0]
+            return (lo + int(at[0]), *(int(i) for i in at[1:]))
+    return None
+
+
+def check_host_X(X: np.ndarray, n_features: int) -> np.ndarray:
     """Validate a host array (a memory-mapped file) a chunk of rows at a time, without
     loading or copying it whole; returns it unchanged. Rejects what check_X rejects."""
     _check_layout(X, n_features)
-    if X.dtype.kind == "f":
-        for lo in range(0, X.shape[0], chunk_rows):
-            if not np.isfinite(X[lo:lo + chunk_rows]).all():
-                raise ValueError(f"X contains NaN or Inf (in rows {lo} to "
-                                 f"{min(lo + chunk_rows, X.shape[0]) - 1})")
+    at = find_nonfinite(X)
+    if at is not None:
+        raise ValueError(f"X contains NaN or Inf (row {at[0]}, column {at[1]})")
     return X

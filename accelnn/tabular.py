@@ -20,6 +20,7 @@ import zipfile
 import numpy as np
 
 from accelnn import datasets
+from accelnn._data import find_nonfinite
 
 BUILTIN = {
     "flower": datasets.make_flower,
@@ -178,13 +179,10 @@ def _checked_array(path: str, name: str, a: np.ndarray, ndims: tuple[int, ...]):
                          f"got shape {a.shape}")
     if len(a) == 0:
         raise ValueError(f"{path}: {name} has no rows")
-    if a.dtype.kind == "f":
-        for lo in range(0, len(a), 65536):
-            bad = ~np.isfinite(a[lo:lo + 65536])
-            if bad.any():
-                at = np.argwhere(bad)[0]
-                cell = f"row {lo + at[0]}" + (f", column {at[1]}" if a.ndim == 2 else "")
-                raise ValueError(f"{path}: {name} has NaN or Inf at {cell} (from 0)")
+    at = find_nonfinite(a)
+    if at is not None:
+        cell = f"row {at[0]}" + (f", column {at[1]}" if a.ndim == 2 else "")
+        raise ValueError(f"{path}: {name} has NaN or Inf at {cell} (from 0)")
     return a
 
 

@@ -57,6 +57,19 @@ def test_a_memory_map_is_read_a_piece_at_a_time(tmp_path):
     assert 0 < _RecordingMap.largest <= 65_536 < rows
 
 
+def test_a_memory_map_with_nan_is_rejected_before_training(tmp_path):
+    X = np.random.default_rng(2).normal(size=(70_000, 3))
+    X[66_000, 2] = np.nan  # in the second chunk of the check
+    np.save(tmp_path / "X.npy", X)
+    model = accelnn.MLP([3, 4, 1], seed=0, backend="numpy")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(row 66000, column 2\)"):
+        model.fit(np.load(tmp_path / "X.npy", mmap_mode="r"), np.zeros(70_000), batch_size=64)
+    assert all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())
+               for a, b in zip(pa, pb))
+    assert model.head is None
+
+
 ROWS, FEATURES = 2_000_000, 256  # float32: 2.05 GB
 LIMIT_MB = 500
 
