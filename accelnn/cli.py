@@ -11,17 +11,12 @@ def _info(args) -> int:
     import accelnn
     from accelnn._data import resolve_dtype
     from accelnn.backends import BackendError, auto_choice
-    from accelnn.machine import machine_info
+    from accelnn.machine import blas_summary, machine_info
 
     m = machine_info()
     print(f"accelnn {accelnn.__version__}  Python {m['python']}  numpy {m['numpy']}")
     print(f"CPU: {m['cpu']} ({m['cores']} cores)")
-    for lib in m["blas"]:
-        if "error" in lib:
-            print(f"BLAS: unknown, {lib['error']}")
-        else:
-            print(f"BLAS: {lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
-                  f"{lib['num_threads']} threads")
+    print(f"BLAS: {blas_summary()}")
     for key, value in m["env"].items():
         print(f"env: {key}={value}")
     status = 0

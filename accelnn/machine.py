@@ -36,6 +36,18 @@ def blas_info() -> list[dict]:
             if lib.get("user_api") == "blas"]
 
 
+def blas_summary() -> str:
+    """One line naming each BLAS in use, its kernel and threads: "openblas 0.3.31 (kernel
+    Haswell, 2 threads)", or why that is unknown."""
+    parts = []
+    for lib in blas_info():
+        if "error" in lib:
+            return f"unknown, {lib['error']}"
+        parts.append(f"{lib['internal_api']} {lib['version']} (kernel {lib['architecture']}, "
+                     f"{lib['num_threads']} threads)")
+    return "; ".join(parts) or "none found"
+
+
 def _version(module: str) -> str | None:
     mod = sys.modules.get(module)
     if mod is None:

@@ -59,14 +59,14 @@ class NumbaBackend(Backend):
     def info(self) -> dict:
         import numba
 
-        from accelnn.machine import blas_info
+        from accelnn.machine import blas_summary
 
         try:
             layer = numba.threading_layer()
         except ValueError:  # no parallel kernel has run: report the configured choice
             layer = f"{numba.config.THREADING_LAYER} (not initialised; kernels are serial)"
         return {**super().info(), "numba": numba.__version__, "threading_layer": layer,
-                "num_threads": numba.get_num_threads(), "blas": blas_info()}
+                "num_threads": numba.get_num_threads(), "blas": blas_summary()}
 
     # ----------------------------------------------------------------- primitives
     def bias_act(self, Z, b, act):

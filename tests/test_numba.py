@@ -273,4 +273,4 @@ def test_fused_step_declines_what_it_does_not_cover(nb):
 def test_info_reports_threads_and_blas(nb):
     info = nb.info()
     assert info["numba"] and info["num_threads"] >= 1 and info["threading_layer"]
-    assert isinstance(info["blas"], list)
+    assert "kernel" in info["blas"] or info["blas"].startswith("unknown")
