@@ -330,6 +330,26 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         return [b for _, b in self._mlp.get_weights()]
 
+    @property
+    def n_layers_(self) -> int:
+        """Layers counted as scikit-learn does, input and output included; NotFittedError
+        before fit."""
+        check_is_fitted(self)
+        return len(self._mlp.layer_sizes)
+
+    @property
+    def n_outputs_(self) -> int:
+        """Output units; NotFittedError before fit."""
+        check_is_fitted(self)
+        return self._mlp.layer_sizes[-1]
+
+    @property
+    def out_activation_(self) -> str:
+        """The output activation in scikit-learn's words: "logistic", "softmax" or
+        "identity"; NotFittedError before fit."""
+        check_is_fitted(self)
+        return {"sigmoid": "logistic"}.get(self._mlp.head.name, self._mlp.head.name)
+
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ gives __dict__ itself
         if state.get("_mlp") is not None:
@@ -355,7 +375,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Attributes (after fit): classes_, n_features_in_ (feature_names_in_ for a DataFrame),
     loss_ and loss_curve_ (training loss per epoch, L2 term included), n_iter_, best_loss_
     (None with early_stopping), validation_scores_ and best_validation_score_ (None without
-    early_stopping), coefs_, intercepts_.
+    early_stopping), coefs_, intercepts_, n_layers_, n_outputs_, out_activation_.
     """
 
     _metric = staticmethod(accuracy_score)  # ClassifierMixin.score's: subset accuracy

@@ -68,6 +68,7 @@ def test_digits_test_accuracy_at_least_97_percent(backend):
     accuracy = clf.score(Xte, yte)
     print(f"{backend.name}: digits test accuracy {accuracy:.2%} after {clf.n_iter_} epochs")
     assert [W.shape for W in clf.coefs_] == [(64, 64), (64, 10)]
+    assert (clf.n_layers_, clf.n_outputs_, clf.out_activation_) == (3, 10, "softmax")
     assert accuracy >= 0.97
 
 
@@ -212,6 +213,9 @@ def test_binary_multilabel_and_float32():
     binary = MLPClassifier(hidden_layer_sizes=(8,), max_iter=100, random_state=0,
                            learning_rate_init=0.01, backend="numpy").fit(Xs, labels == "ant")
     assert binary.coefs_[-1].shape == (8, 1) and binary.predict_proba(Xs).shape == (90, 2)
+    # scikit-learn's names for the architecture.
+    assert (binary.n_layers_, binary.n_outputs_, binary.out_activation_) == (3, 1, "logistic")
+    assert (clf.n_outputs_, clf.out_activation_) == (2, "logistic")
     assert binary.score(Xs, labels == "ant") > 0.9
     assert binary.classes_.dtype == bool and binary.predict(Xs).dtype == bool
     # Multi-label score is scikit-learn's subset accuracy: a row counts when all labels match.
@@ -353,6 +357,8 @@ def test_bad_targets():
         assert MLPClassifier().coefs_
     with pytest.raises(NotFittedError):
         assert MLPRegressor().intercepts_
+    with pytest.raises(NotFittedError):
+        assert MLPRegressor().out_activation_
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(X, [1, 1, 1, 1])
     with pytest.raises(ValueError, match="Unknown label type"):
