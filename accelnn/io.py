@@ -97,7 +97,7 @@ def load(path, *, backend=None):
 
 def _load(path: str, backend):
     """(model, header) of the file at `path`: one read serves loading and resuming."""
-    from accelnn.model import MLP
+    from accelnn.model import MLP, check_classes
 
     header, arrays = _read(path)
     try:
@@ -114,7 +114,7 @@ def _load(path: str, backend):
         _load_optimizer(model, header, arrays)
         model.epoch_ = _count("epoch", header["epoch"])
         if "classes" in arrays:
-            model.classes_ = _classes(model, arrays["classes"])
+            model.classes_ = check_classes(arrays["classes"], model.layer_sizes[-1])
     except BackendError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -127,15 +127,6 @@ def _count(name: str, value) -> int:
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
-
-
-def _classes(model, classes: np.ndarray) -> np.ndarray:
-    most = max(model.layer_sizes[-1], 2)
-    if not (classes.ndim == 1 and 1 <= len(classes) <= most
-            and len(np.unique(classes)) == len(classes)):
-        raise ValueError(f"classes must be at most {most} distinct labels for "
-                         f"{model.layer_sizes[-1]} output units, got {classes.tolist()!r}")
-    return classes
 
 
 def _load_optimizer(model, header: dict, arrays: dict) -> None:

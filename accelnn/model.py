@@ -53,6 +53,17 @@ class _Workspace:
         self.batch: tuple[Any, Any] | None = None  # gathered (X, Y) mini-batch buffers
 
 
+def check_classes(classes, n_out: int) -> np.ndarray:
+    """`classes` as a sorted 1-D array of distinct labels, at most as many as `n_out` output
+    units hold (two for a single unit); ValueError otherwise."""
+    arr = np.asarray(classes)
+    most = max(n_out, 2)
+    if arr.ndim != 1 or not 1 <= len(arr) <= most or len(np.unique(arr)) != len(arr):
+        raise ValueError(f"classes must be at most {most} distinct labels for {n_out} output "
+                         f"units, got {arr.tolist()!r}")
+    return np.sort(arr)
+
+
 def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
     try:
         sizes = tuple(int(n) for n in layer_sizes)
@@ -78,13 +89,17 @@ class MLP:
         numpy.random.default_rng(seed) on the host, so every backend starts bit-identical.
     dtype: float32 or float64 (default: ACCELNN_DTYPE, else float32).
     backend: a name or Backend (default: accelnn's current selection, see accelnn.get_backend).
+    classes: the class labels, fixed before any are seen (sorted; class i is output unit i, or
+        for one sigmoid unit, the 0/1 target). By default the first fit's labels decide.
 
-    Raises ValueError/TypeError for bad sizes, names, l2 or dtype, and BackendError for a
-    backend that is unknown or cannot run here.
+    Raises ValueError/TypeError for bad sizes, names, l2, dtype or classes (not 1-D, repeated,
+    or more than the output units hold), and BackendError for a backend that is unknown or
+    cannot run here.
     """
 
     def __init__(self, layer_sizes: Sequence[int], hidden_activation="relu", output="auto", *,
-                 l2: float = 0.0, seed: int | None = None, dtype=None, backend=None):
+                 l2: float = 0.0, seed: int | None = None, dtype=None, backend=None,
+                 classes=None):
         sizes = _check_layer_sizes(layer_sizes)
         n_hidden = len(sizes) - 2
         if isinstance(hidden_activation, (list, tuple)):
@@ -102,7 +117,7 @@ class MLP:
         self.activations = acts
         self.head: Head | None = head
         self.l2 = float(l2)
-        self.classes_: np.ndarray | None = None
+        self.classes_ = None if classes is None else check_classes(classes, sizes[-1])
         self._rng = np.random.default_rng(seed)
         self._params = [self.backend.asarray(p, self.dtype) for p in self._init_weights()]
         self._grads = [self.backend.zeros(p.shape, self.dtype) for p in self._params]

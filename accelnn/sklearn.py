@@ -21,8 +21,8 @@ learning_rate="adaptive" the learning rate is divided by 5 instead, until it fal
 
 A fit or partial_fit that is rejected (a bad parameter, X or y) leaves the estimator exactly
 as it was: everything is checked, and a new model built, before any fitted attribute changes.
-Labels go to the accelnn model as they are, with the estimator's classes_ set on it; it
-encodes them (and rejects labels outside classes_) as `MLP.fit` does.
+Labels go to the accelnn model as they are, built with the estimator's classes_ (MLP's
+`classes=`); it encodes them (and rejects labels outside classes_) as `MLP.fit` does.
 
 `partial_fit` runs one epoch and continues the optimizer's state (and the classifier needs
 `classes=` on its first call). A pickled estimator holds its model as the bytes of an
@@ -237,10 +237,9 @@ class _BaseMLP(BaseEstimator):
                              f"{sizes}; refit with warm_start=False")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if fresh:
+            # classes_ is fixed before any label is seen (partial_fit's classes=)
             mlp = MLP(sizes, self.activation, output, l2=float(self.alpha), seed=seed,
-                      dtype=self.dtype, backend=self.backend)
-            if "classes_" in attrs:  # fixed before any label is seen (partial_fit's classes)
-                mlp.classes_ = attrs["classes_"]
+                      dtype=self.dtype, backend=self.backend, classes=attrs.get("classes_"))
             rec = SimpleNamespace(**{**dict.fromkeys(_RECORD), "loss_curve_": [],
                                      "n_iter_": 0, "_no_improvement_count": 0})
         else:

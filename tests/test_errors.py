@@ -111,9 +111,17 @@ def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     ({"layer_sizes": [3, True]}, ValueError, "layer_sizes must list at least two positive"),
     ({"dtype": "float16"}, ValueError, "unsupported dtype 'float16'; choose float32 or float64"),
     ({"backend": "bogus"}, accelnn.BackendError, "unknown backend 'bogus'"),
+    ({"classes": ["a", "b"], "layer_sizes": [3, 1]}, None, None),
+    ({"classes": ["a", "b", "c"], "layer_sizes": [3, 1]}, ValueError,
+     "classes must be at most 2 distinct labels for 1 output units"),
+    ({"classes": ["a", "a"]}, ValueError, "classes must be at most 2 distinct labels"),
+    ({"classes": [[0, 1]]}, ValueError, "classes must be at most 2 distinct labels"),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, exc, message):
     args = {"layer_sizes": [3, 4, 1], **kwargs}
+    if exc is None:  # the valid twin of the cases around it
+        accelnn.MLP(args.pop("layer_sizes"), **args)
+        return
     with pytest.raises(exc, match=message):
         accelnn.MLP(args.pop("layer_sizes"), **args)
 

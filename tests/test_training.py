@@ -175,3 +175,18 @@ def test_validation_history_and_optimizers():
         h = accelnn.MLP([2, 8, 3], "relu", seed=0, backend="numpy").fit(
             X, y, epochs=20, optimizer=name, lr=0.05)
         assert h["loss"][-1] < h["loss"][0], name
+
+
+def test_classes_fixed_before_any_label_is_seen():
+    """MLP(classes=...) maps each label to its unit even when the first data misses some."""
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    model = accelnn.MLP([2, 3], "tanh", "softmax", seed=0, dtype="float64", backend="numpy",
+                        classes=["cow", "ant", "bee"])
+    assert model.classes_.tolist() == ["ant", "bee", "cow"]
+    labels = np.array(["cow", "bee"] * 3)
+    _, by_label = model.loss_and_grads(X, labels)
+    _, by_unit = model.loss_and_grads(X, np.eye(3)[[2, 1] * 3])
+    assert all(np.array_equal(a, b) for pa, pb in zip(by_label, by_unit) for a, b in zip(pa, pb))
+    with pytest.raises(ValueError, match="labels outside the classes seen in fit"):
+        model.fit(X, ["dog"] * 6)
+
