@@ -82,24 +82,31 @@ def check_X(backend, X, dtype, n_features: int):
     return arr
 
 
-def find_nonfinite(a: np.ndarray, chunk_rows: int = 65536) -> tuple[int, ...] | None:
-    """The index of the first NaN or Inf in `a`, or None; read a chunk of rows at a time, so a
-    memory-mapped file is checked without being loaded or copied whole."""
+def find_nonfinite(a: np.ndarray, limit: float = np.inf,
+                   chunk_rows: int = 65536) -> tuple[int, ...] | None:
+    """The index of the first NaN, Inf or value beyond +-limit in `a`, or None; read a chunk
+    of rows at a time, so a memory-mapped file is checked without being loaded whole."""
     if a.dtype.kind != "f":
         return None
     for lo in range(0, len(a), chunk_rows):
-        bad = ~np.isfinite(a[lo:lo + chunk_rows])
+        chunk = a[lo:lo + chunk_rows]
+        bad = ~(np.abs(chunk) <= limit) if limit < np.inf else ~np.isfinite(chunk)
         if bad.any():
             at = np.argwhere(bad)[0]
             return (lo + int(at[0]), *(int(i) for i in at[1:]))
     return None
 
 
-def check_host_X(X: np.ndarray, n_features: int) -> np.ndarray:
+def check_host_X(X: np.ndarray, n_features: int, dtype) -> np.ndarray:
     """Validate a host array (a memory-mapped file) a chunk of rows at a time, without
-    loading or copying it whole; returns it unchanged. Rejects what check_X rejects."""
+    loading or copying it whole; returns it unchanged. Rejects what check_X rejects, values
+    too large for the model `dtype` included."""
     _check_layout(X, n_features)
-    at = find_nonfinite(X)
+    dtype = np.dtype(dtype)
+    limit = np.finfo(dtype).max if X.dtype.itemsize > dtype.itemsize else np.inf
+    at = find_nonfinite(X, limit)
     if at is not None:
-        raise ValueError(f"X contains NaN or Inf (row {at[0]}, column {at[1]})")
+        value = X[at]
+        what = "NaN or Inf" if not np.isfinite(value) else f"values too large for {dtype.name}"
+        raise ValueError(f"X contains {what} (row {at[0]}, column {at[1]})")
     return X

@@ -3,7 +3,7 @@ JSON header, read back without pickle.
 
 The header holds the format version, accelnn's version, the architecture, dtype, L2, the
 RNG state, the epoch count and the optimizer's name, hyper-parameters and scalar state (and
-a learning-rate schedule's state for checkpoints written during fit). The arrays are the
+the schedule, its state and the initial lr for checkpoints written during fit). The arrays are the
 weights `W1, b1, ...`, the classes, and the optimizer's per-parameter state `opt.<key>.<i>`.
 """
 
@@ -24,9 +24,10 @@ FORMAT = "accelnn-mlp"
 FORMAT_VERSION = 1
 
 
-def save(model, path, schedule_state: dict | None = None) -> None:
+def save(model, path, run: dict | None = None) -> None:
     """Write `model` to `path` atomically (a temporary file in the same folder, then a rename),
-    so a crash never leaves a half-written file behind."""
+    so a crash never leaves a half-written file behind. `run`, from fit's checkpoints: the
+    learning-rate schedule's name and state and the initial lr, for an exact resume."""
     opt = model._optimizer
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "accelnn_version": __version__,
@@ -38,7 +39,7 @@ def save(model, path, schedule_state: dict | None = None) -> None:
         "epoch": model.epoch_,
         "optimizer": None if opt is None else opt.config(),
         "optimizer_scalars": {k: model._opt_state[k] for k in (opt.state_scalars if opt else ())},
-        "schedule_state": schedule_state or {},
+        "run": run,  # a checkpoint written by fit: its schedule, schedule state, lr
     }
     arrays = {"header": np.array(json.dumps(header))}
     for l, (W, b) in enumerate(model.get_weights(), start=1):
@@ -166,4 +167,4 @@ def read_checkpoint(model, path) -> dict:
     if loaded._optimizer is None:
         raise ValueError(f"{path}: the file holds no optimizer state to resume from")
     return {"model": loaded, "optimizer": loaded._optimizer, "epoch": loaded.epoch_,
-            "schedule": header["schedule_state"]}
+            "run": header["run"]}

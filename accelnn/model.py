@@ -511,10 +511,10 @@ class MLP:
 
         return read_checkpoint(self, path)
 
-    def _write_checkpoint(self, path, schedule) -> None:
+    def _write_checkpoint(self, path, run: dict) -> None:
         from accelnn.io import save
 
-        save(self, path, schedule.state())
+        save(self, path, run)
 
     def _adopt_checkpoint(self, ckpt: dict) -> None:
         """Take weights, classes, RNG, optimizer state and epoch from a loaded checkpoint."""

@@ -101,29 +101,59 @@ class _Monitor:
         self.tol, self.patience = tol, patience
         self.best_weights = None
         self.epochs = 0
+        self.first_epoch = None  # the model's epoch count before this fit's first epoch
+        self.start = {k: getattr(rec, k) for k in _RECORD if k != "_schedule"}
+        self.start = {k: list(v) if isinstance(v, list) else v for k, v in self.start.items()}
 
-    def on_epoch_end(self, epoch, logs, model):
-        rec, loss = self.rec, logs["loss"]
-        self.epochs += 1
+    def _record(self, loss: float, score) -> bool:
+        """Book one epoch's loss (and validation score); True when it did not improve."""
+        rec = self.rec
         rec.loss_curve_.append(loss)
         rec.loss_ = loss
         rec.n_iter_ += 1
-        if self.score is not None:
-            score = self.score(model)
+        if score is not None:
             rec.validation_scores_.append(score)
             stalled = score < rec.best_validation_score_ + self.tol
-            if score > rec.best_validation_score_:
-                rec.best_validation_score_ = score
-                self.best_weights = model.get_weights()
+            rec.best_validation_score_ = max(rec.best_validation_score_, score)
         else:
             stalled = loss > rec.best_loss_ - self.tol
             rec.best_loss_ = min(rec.best_loss_, loss)
         rec._no_improvement_count = rec._no_improvement_count + 1 if stalled else 0
+        return stalled
+
+    def on_epoch_end(self, epoch, logs, model):
+        rec, loss = self.rec, logs["loss"]
+        if self.first_epoch is None:
+            self.first_epoch = epoch - 1
+        self.epochs += 1
+        score = None if self.score is None else self.score(model)
+        if score is not None and score > rec.best_validation_score_:
+            self.best_weights = model.get_weights()
+        self._record(loss, score)
         if self.stop and rec._no_improvement_count > self.patience:
             if isinstance(rec._schedule, Adaptive) and logs["lr"] > MIN_ADAPTIVE_LR:
                 rec._no_improvement_count = 0
             else:
                 model.stop_training = True
+
+    def keep(self, model) -> None:
+        """After a failed fit: keep the record of the epochs the model kept (a diverging fit
+        rolls the model back past its last epochs), booked again from the fit's start."""
+        if self.first_epoch is None:
+            return
+        kept = max(0, model.epoch_ - self.first_epoch)
+        n0 = len(self.start["loss_curve_"])
+        losses = self.rec.loss_curve_[n0:n0 + kept]
+        scores = None
+        if self.score is not None:
+            v0 = len(self.start["validation_scores_"] or [])
+            scores = self.rec.validation_scores_[v0:v0 + kept]
+        for key, value in self.start.items():
+            setattr(self.rec, key, list(value) if isinstance(value, list) else value)
+        if scores is not None and self.rec.validation_scores_ is None:
+            self.rec.validation_scores_ = []
+        for i, loss in enumerate(losses):
+            self._record(loss, None if scores is None else scores[i])
 
 
 class _BaseMLP(BaseEstimator):
@@ -273,6 +303,7 @@ class _BaseMLP(BaseEstimator):
                     callbacks=[monitor], verbose=2 if self.verbose else 0)
         except BaseException:
             if monitor.epochs:  # it trained before failing: keep the record with the model
+                monitor.keep(mlp)
                 self._commit(mlp, attrs, rec)
             raise
         if monitor.best_weights is not None:

@@ -281,6 +281,13 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
         if resumed["epoch"] >= epochs:
             raise ValueError(f"{resume_from}: the checkpoint is at epoch {resumed['epoch']}, "
                              f"nothing is left to run for epochs={epochs}")
+        run = resumed["run"] or {}
+        if run and run.get("schedule") != schedule.name:
+            raise ValueError(f"{resume_from}: the checkpoint ran lr_schedule "
+                             f"{run.get('schedule')!r}; resume it with the same, not "
+                             f"{schedule.name!r}")
+        if lr is None and "lr" in run:
+            lr = check_lr(run["lr"])
     elif optimizer is None:
         opt = model._optimizer or get_optimizer("sgd", lr)
     else:
@@ -296,7 +303,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     known = resumed["model"] if resumed is not None else model
     stream = isinstance(X, np.memmap) and batch_size is not None
     if stream:
-        Xd = check_host_X(X, model.layer_sizes[0])
+        Xd = check_host_X(X, model.layer_sizes[0], model.dtype)
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = model._encode_targets(y, m, known.head, known.classes_)
         Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
@@ -315,10 +322,13 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
         raise ValueError(f"validation_split={validation_split} holds out {n_val} of "
                          f"{Xd.shape[0]} rows, leaving none to train on")
     if checkpoint is not None:
-        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        target = os.fspath(checkpoint)
+        folder = os.path.dirname(os.path.abspath(target))
+        if os.path.isdir(target) or target.endswith(os.sep):
+            raise ValueError(f"checkpoint {target!r} is a folder; give a file name")
         if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
-            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does "
-                             f"not exist or is not writable")
+            raise ValueError(f"checkpoint {target!r}: folder {folder!r} does not exist or is "
+                             f"not writable")
 
     # Every check passed: from here on the model changes.
     if resumed is not None:
@@ -338,8 +348,8 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     first = model.epoch_
     last = epochs if resumed is not None else first + epochs
     schedule.bind(last)
-    if resumed is not None:
-        schedule.load_state(resumed["schedule"])
+    if resumed is not None and resumed["run"]:
+        schedule.load_state(resumed["run"]["schedule_state"])
     run = _Run(model, _Data(model, Xd, Yd, rows, part), batch_size, shuffle,
                val, needs_accuracy, stopper, schedule,
                cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
@@ -457,7 +467,7 @@ class _Run:
                     self._diverged(good, None, f"the last update of epoch {epoch + 1} made "
                                                f"weights NaN or Inf")
                 if self.checkpoint is not None and not (history.stopped_early and best):
-                    model._write_checkpoint(self.checkpoint, self.schedule)
+                    model._write_checkpoint(self.checkpoint, self._run_state())
                 if model.stop_training:
                     break
         finally:
@@ -466,8 +476,13 @@ class _Run:
             for p, keep in zip(model._params, best):
                 p[...] = keep
             if self.checkpoint is not None:
-                model._write_checkpoint(self.checkpoint, self.schedule)
+                model._write_checkpoint(self.checkpoint, self._run_state())
         return history
+
+    def _run_state(self) -> dict:
+        """What a checkpoint needs beyond the model to resume this run exactly."""
+        return {"schedule": self.schedule.name, "schedule_state": self.schedule.state(),
+                "lr": self.lr0}
 
     @staticmethod
     def _diverged(good, start, what: str):

@@ -17,9 +17,11 @@ BLOCK = 1 << 17
 def _blocks(*groups):
     """Each parameter and its companions (gradient, optimizer state) cut into flat views of
     BLOCK elements, regrouped as one list per role: the same update, block by block. Small
-    networks pass through untouched (cutting costs microseconds a step)."""
-    if all(p.size <= BLOCK for p in groups[0]):
-        return groups
+    networks pass through untouched (cutting costs microseconds a step), and so does anything
+    not C-contiguous."""
+    if all(p.size <= BLOCK for p in groups[0]) or not all(
+            a.flags.c_contiguous for arrays in groups for a in arrays):
+        return groups  # (flat views of a non-contiguous array would be copies)
     views = [[a.reshape(-1)[i:i + BLOCK] for a in arrays]
              for arrays in zip(*groups) for i in range(0, arrays[0].size, BLOCK)]
     return [list(role) for role in zip(*views)]

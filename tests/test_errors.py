@@ -89,6 +89,8 @@ def test_values_too_large_for_float32_are_named():
     ({"validation_data": (np.zeros((2, 5)), [0, 1])}, "X has 5 features"),
     ({"validation_split": 0.99}, "holds out 20 of 20 rows, leaving none to train on"),
     ({"checkpoint": "/nonexistent-folder/ck.npz"}, "does not exist or is not writable"),
+    ({"checkpoint": "/tmp"}, "checkpoint '/tmp' is a folder; give a file name"),
+    ({"checkpoint": "/tmp/some-name/"}, "is a folder; give a file name"),
 ])
 def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     model, X, y = fitted

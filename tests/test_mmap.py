@@ -70,6 +70,16 @@ def test_a_memory_map_with_nan_is_rejected_before_training(tmp_path):
     assert model.head is None
 
 
+def test_a_memory_map_too_large_for_float32_is_rejected_before_training(tmp_path):
+    X = np.ones((100, 2))
+    X[42, 1] = 1e300
+    np.save(tmp_path / "X.npy", X)
+    model = accelnn.MLP([2, 1], dtype="float32", backend="numpy")
+    with pytest.raises(ValueError, match=r"values too large for float32 \(row 42, column 1\)"):
+        model.fit(np.load(tmp_path / "X.npy", mmap_mode="r"), np.zeros(100), batch_size=10)
+    assert model.head is None and model._optimizer is None
+
+
 ROWS, FEATURES = 2_000_000, 256  # float32: 2.05 GB
 LIMIT_MB = 500
 

@@ -387,3 +387,21 @@ def test_verbose_prints_a_line_per_epoch(capsys):
     out = capsys.readouterr().out
     assert [line.split(" loss")[0] for line in out.splitlines()] == [
         "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+
+
+@needs_sklearn
+def test_a_diverging_fit_keeps_the_record_of_the_epochs_the_model_kept():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X[:, 0] * 1e3
+    est = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.05,
+                       momentum=0.0, batch_size=200, max_iter=50, random_state=0,
+                       backend="numpy")
+    with pytest.raises(accelnn.DivergenceError):
+        est.fit(X, y)
+    kept = est._mlp.epoch_
+    assert est.n_iter_ == kept == len(est.loss_curve_)
+    if kept:
+        assert est.loss_ == est.loss_curve_[-1] and np.isfinite(est.loss_curve_).all()
+        assert est.best_loss_ == min(est.loss_curve_)
+    assert np.isfinite(est.predict(X)).all()

@@ -394,3 +394,34 @@ def test_early_stopping_checkpoint_holds_the_restored_weights(tmp_path):
     saved = accelnn.MLP.load(tmp_path / "ck.npz")
     assert all(np.array_equal(a, b) for pa, pb in zip(model.get_weights(), saved.get_weights())
                for a, b in zip(pa, pb))
+
+
+def test_resume_checks_the_schedule_and_keeps_the_lr(tmp_path):
+    X, y = _problem()
+
+    def fresh():
+        return accelnn.MLP([3, 4, 3], seed=0, dtype="float64", backend="numpy")
+
+    fresh().fit(X, y, epochs=2, optimizer=accelnn.SGD(0.01), lr=0.5, batch_size=6,
+                checkpoint=tmp_path / "ck.npz")
+    other = fresh()
+    snapshot = other.get_weights()
+    with pytest.raises(ValueError, match="ran lr_schedule 'constant'; resume it with the same"):
+        other.fit(X, y, epochs=4, lr_schedule="adaptive", resume_from=tmp_path / "ck.npz")
+    assert other.epoch_ == 0 and all(
+        np.array_equal(a, b) for pa, pb in zip(snapshot, other.get_weights())
+        for a, b in zip(pa, pb))
+    whole = fresh()
+    whole.fit(X, y, epochs=4, optimizer=accelnn.SGD(0.01), lr=0.5, batch_size=6)
+    other.fit(X, y, epochs=4, batch_size=6, resume_from=tmp_path / "ck.npz")  # lr 0.5 again
+    assert all(np.array_equal(a, b) for pa, pb in zip(whole.get_weights(), other.get_weights())
+               for a, b in zip(pa, pb))
+
+
+def test_numpy_updates_of_non_contiguous_arrays_stay_in_place():
+    from accelnn.backends.numpy_backend import BLOCK, NumpyBackend
+
+    p = np.ones((3, BLOCK), order="F")
+    g = np.ones((3, BLOCK), order="F")
+    NumpyBackend().sgd_update([p], [g], 0.5)
+    assert (p == 0.5).all()
