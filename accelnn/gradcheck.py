@@ -37,11 +37,13 @@ def _worst(model, Xd, Yd, grads, eps, max_entries, seed) -> float:
         for k, i in enumerate(flat_idx):
             pos = np.unravel_index(i, g.shape)
             orig = p[pos].item()
-            p[pos] = orig + eps
-            plus = float(model._loss_grads(Xd, Yd))
-            p[pos] = orig - eps
-            minus = float(model._loss_grads(Xd, Yd))
-            p[pos] = orig
+            try:
+                p[pos] = orig + eps
+                plus = float(model._loss_grads(Xd, Yd))
+                p[pos] = orig - eps
+                minus = float(model._loss_grads(Xd, Yd))
+            finally:  # the weight comes back exactly, even after an interrupt
+                p[pos] = orig
             fd[k] = (plus - minus) / (2 * eps)
         ga = g.ravel()[flat_idx].astype(np.float64)
         denom = max(np.linalg.norm(ga), np.linalg.norm(fd), 1e-8)
