@@ -180,6 +180,10 @@ def test_plain_numpy_peer_agrees_and_is_not_judged(monkeypatch):
     monkeypatch.setattr(bench, "ERR_LIMITS", {"float64": 0.0, "float32": 0.0})
     assert cli_main(["bench", "--quick", "--min-time", "0.002", "--configs", "seed",
                      "--backends", "numpy-plain", "--phases", "predict"]) == 0
+    table = bench.to_markdown(bench.run(configs=["seed"], backends=["numpy-plain", "numpy"],
+                                        dtypes=["float32"], phases=["predict"], quick=True,
+                                        min_time=0.002, progress=False))
+    assert "peer's error beyond the limit" in table and "ERROR BEYOND LIMIT" in table
     assert cli_main(["bench", "--quick", "--min-time", "0.002", "--configs", "seed",
                      "--backends", "numpy", "--dtypes", "float32", "--phases", "predict"]) == 1
 
