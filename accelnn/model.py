@@ -26,7 +26,7 @@ from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.activations import Activation, get_activation
 from accelnn.backends import get_backend
 from accelnn.losses import HEADS, Head, get_head
-from accelnn.optimizers import Optimizer, check_range, get_optimizer
+from accelnn.optimizers import Optimizer, check_lr, check_range, get_optimizer
 from accelnn.training import History
 
 IDENTITY = get_activation("identity")
@@ -439,7 +439,7 @@ class MLP:
         with no further checks, the loss (before the update) left as a 0-d backend array.
         This is the unit the benchmarks time; it accepts and rejects what fit does."""
         opt = get_optimizer(optimizer, lr)
-        lr = opt.lr if lr is None else get_optimizer("sgd", lr).lr
+        lr = opt.lr if lr is None else check_lr(lr)
         Xd, Yd, head, classes = self._prepare(X, y)
         self._adopt(head, classes, opt)
         step = self._step_function()

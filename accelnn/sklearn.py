@@ -90,6 +90,11 @@ _RECORD = ("loss_", "loss_curve_", "n_iter_", "best_loss_", "validation_scores_"
            "best_validation_score_", "_no_improvement_count", "_schedule")
 
 
+def _copied(value):
+    """A record's value, lists copied (fits append to them)."""
+    return list(value) if isinstance(value, list) else value
+
+
 class _Monitor:
     """scikit-learn's bookkeeping and stopping rule, as an accelnn fit callback: records
     loss_curve_, best_loss_ or validation_scores_ into `rec`, and ends the fit (or, with an
@@ -102,8 +107,7 @@ class _Monitor:
         self.best_weights = None
         self.epochs = 0
         self.first_epoch = None  # the model's epoch count before this fit's first epoch
-        self.start = {k: getattr(rec, k) for k in _RECORD if k != "_schedule"}
-        self.start = {k: list(v) if isinstance(v, list) else v for k, v in self.start.items()}
+        self.start = {k: _copied(getattr(rec, k)) for k in _RECORD if k != "_schedule"}
 
     def _record(self, loss: float, score) -> bool:
         """Book one epoch's loss (and validation score); True when it did not improve."""
@@ -149,7 +153,7 @@ class _Monitor:
             v0 = len(self.start["validation_scores_"] or [])
             scores = self.rec.validation_scores_[v0:v0 + kept]
         for key, value in self.start.items():
-            setattr(self.rec, key, list(value) if isinstance(value, list) else value)
+            setattr(self.rec, key, _copied(value))
         if scores is not None and self.rec.validation_scores_ is None:
             self.rec.validation_scores_ = []
         for i, loss in enumerate(losses):
@@ -274,10 +278,8 @@ class _BaseMLP(BaseEstimator):
                                      "n_iter_": 0, "_no_improvement_count": 0})
         else:
             mlp = self._mlp
-            rec = SimpleNamespace(**{k: getattr(self, k, None) for k in _RECORD})
-            for name in ("loss_curve_", "validation_scores_"):  # the fit appends to copies
-                if getattr(rec, name) is not None:
-                    setattr(rec, name, list(getattr(rec, name)))
+            # the fit appends to copies of the lists
+            rec = SimpleNamespace(**{k: _copied(getattr(self, k, None)) for k in _RECORD})
         score = None
         if self.early_stopping and not incremental:
             X, Xv, Y, _, y, yv = train_test_split(X, Y, y, test_size=self.validation_fraction,
