@@ -437,7 +437,9 @@ class MLP:
     def step_function(self, X, y, *, optimizer="sgd", lr: float | None = None):
         """Check (X, y) once and return `step() -> loss`: one optimizer step on all of (X, y)
         with no further checks, the loss (before the update) left as a 0-d backend array.
-        This is the unit the benchmarks time; it accepts and rejects what fit does."""
+        This is the unit the benchmarks time; it accepts and rejects what fit does.
+        On the cupy backend, from the third call on, the step replays a CUDA graph and returns
+        the same loss array every time, overwritten by the next step: read it or copy it first."""
         opt = get_optimizer(optimizer, lr)
         lr = opt.lr if lr is None else check_lr(lr)
         Xd, Yd, head, classes = self._prepare(X, y)
@@ -480,9 +482,11 @@ class MLP:
                 return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X,
                                               Y, lr)
 
+        loss_grads = be.replayed(self._loss_grads)
+
         def step(X, Y, lr):
             if reducer is None:
-                loss = self._loss_grads(X, Y)
+                loss = loss_grads(X, Y)
             else:
                 m = X.shape[0]
                 loss, m = reducer(self._data_loss_grads(X, Y) if m else 0.0, self._grads, m)

@@ -176,6 +176,14 @@ class Backend:
             g /= self.xp.sqrt(sq) + eps
             p -= g
 
+    # ----------------------------------------------------------------- repeated calls
+    def replayed(self, fn):
+        """fn, or an equivalent that is faster when called again and again on the same arrays
+        (the cupy backend records it as a CUDA graph). fn takes backend arrays and returns one;
+        the equivalent may return the same array object from every call, overwritten each time,
+        and assumes that the arrays fn uses besides its arguments stay where they are."""
+        return fn
+
     # ----------------------------------------------------------------- whole-step fast path
     def fused_train_step(self, spec) -> Callable | None:
         """A compiled whole training step for a network this backend recognizes, or None.

@@ -1,11 +1,16 @@
 """The CuPy backend: NVIDIA GPUs through CuPy, with the data on the device for the whole fit.
 
-GEMMs are cuBLAS through `cupy.matmul(..., out=)` (the transposed operands of backward are
-views, not copies); the elementwise and reduction work around them is one fused kernel per
-primitive (accelnn.backends.cupy_kernels); the optimizer updates are one kernel per parameter.
-Nothing in a training step waits for the device: the loss comes back as a 0-d device array.
-Dtypes other than float32/float64, and activations or heads the kernels don't know, take the
-base class's generic path on CuPy arrays.
+GEMMs are cuBLAS, called directly on a handle of the backend's own (accelnn.backends.cupy_blas;
+the transposed operands of backward are views, not copies); the elementwise and reduction work
+around them is one fused kernel per primitive, and an optimizer update is one kernel for all
+the parameters together (accelnn.backends.cupy_kernels). Nothing in a training step waits for
+the device: the loss comes back as a 0-d device array. Dtypes other than float32/float64, and
+activations or heads the kernels don't know, take the base class's generic path on CuPy arrays.
+
+CUDA graphs: a training step's forward and backward pass (`replayed`) are recorded as a CUDA
+graph the second time they run on the same arrays, and replayed from then on: one launch instead
+of one per kernel, which is most of the time of a small network's step. The update runs after
+it as one kernel launch, with the step's learning rate.
 
 Settings, read when the backend is created (and checked by `probe`, so a bad value shows up
 as the reason cupy cannot run):
@@ -16,16 +21,18 @@ as the reason cupy cannot run):
     ACCELNN_ALLOW_TF32   1 lets float32 GEMMs use TF32 tensor cores (compute capability >= 8.0:
                          several times faster on large layers, but only ~1e-3 relative
                          precision, outside DESIGN.md's float32 agreement limit). Default 0:
-                         full float32 GEMMs. Implemented by setting CuPy's float32 compute type
-                         (the setting behind CUPY_TF32, process-wide in CuPy) before each GEMM.
+                         full float32 GEMMs.
+    ACCELNN_CUDA_GRAPHS  0 runs every step kernel by kernel; default 1: CUDA graphs as above.
 
-`CupyBackend(device=..., allow_tf32=...)` overrides both for an instance passed as `backend=`.
+`CupyBackend(device=..., allow_tf32=..., graphs=...)` overrides them for an instance passed as
+`backend=`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import cupy
 import numpy as np
@@ -38,7 +45,8 @@ from accelnn.losses import HEADS
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 DLPACK_ON_GPU = (2, 13)  # kDLCUDA, kDLCUDAManaged
-TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+SWITCHES = ("ACCELNN_ALLOW_TF32", "ACCELNN_CUDA_GRAPHS")
 
 
 def device_ordinal(value, count: int, source: str = "ACCELNN_DEVICE") -> int:
@@ -59,10 +67,13 @@ def device_ordinal(value, count: int, source: str = "ACCELNN_DEVICE") -> int:
     return ordinal
 
 
-def tf32_setting(value, source: str = "ACCELNN_ALLOW_TF32") -> bool:
-    """Whether `value` (None, a bool or a string such as "1"/"0") allows TF32 GEMMs."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
+def flag_setting(value, source: str, default: bool = False) -> bool:
+    """The on/off setting `value` (None or "" for the default, a bool, or a string such as
+    "1"/"0") of the variable or argument `source`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        return value
     key = str(value).strip().lower()
     if key in TRUE or key in FALSE:
         return key in TRUE
@@ -104,7 +115,8 @@ class CupyBackend(Backend):
             return "installed, but no CUDA device: the CUDA runtime sees 0 devices"
         try:
             ordinal = device_ordinal(os.environ.get("ACCELNN_DEVICE"), count)
-            tf32_setting(os.environ.get("ACCELNN_ALLOW_TF32"))
+            for var in SWITCHES:
+                flag_setting(os.environ.get(var), var)
         except ValueError as exc:
             return str(exc)
         try:
@@ -116,14 +128,18 @@ class CupyBackend(Backend):
                     f"{type(exc).__name__}: {exc}")
         return None
 
-    def __init__(self, device: int | None = None, allow_tf32: bool | None = None):
+    def __init__(self, device: int | None = None, allow_tf32: bool | None = None,
+                 graphs: bool | None = None):
         count = cupy.cuda.runtime.getDeviceCount()
         if device is None:
             self.ordinal = device_ordinal(os.environ.get("ACCELNN_DEVICE"), count)
         else:
             self.ordinal = device_ordinal(device, count, "device")
         if allow_tf32 is None:
-            allow_tf32 = tf32_setting(os.environ.get("ACCELNN_ALLOW_TF32"))
+            allow_tf32 = flag_setting(os.environ.get("ACCELNN_ALLOW_TF32"), "ACCELNN_ALLOW_TF32")
+        if graphs is None:
+            graphs = flag_setting(os.environ.get("ACCELNN_CUDA_GRAPHS"), "ACCELNN_CUDA_GRAPHS",
+                                  default=True)
         self._device = cupy.cuda.Device(self.ordinal)
         self._device.use()
         self.device = f"cuda:{self.ordinal}"
@@ -133,6 +149,13 @@ class CupyBackend(Backend):
         self._gemm32 = (self._linalg.COMPUTE_TYPE_TF32 if self.tf32
                         else self._linalg.COMPUTE_TYPE_DEFAULT)
         self._rows: dict = {}  # per-row loss scratch of the softmax head, by (m, dtype)
+        from accelnn.backends.cupy_blas import Cublas  # needs CuPy's CUDA libraries loaded
+
+        self._blas, no_blas = Cublas.load()
+        self.graphs = bool(graphs) and self._blas is not None
+        self._graphs_note = ("on" if self.graphs else "off (turned off)" if not graphs
+                             else f"off (cuBLAS cannot be called directly: {no_blas})")
+        self._tables: dict = {}  # device pointer tables of the multi-tensor updates
 
     # ----------------------------------------------------------------- data movement
     def asarray(self, x, dtype=None):
@@ -173,7 +196,7 @@ class CupyBackend(Backend):
                 "memory": f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)",
                 "cuda_runtime": _version(runtime.runtimeGetVersion()),
                 "cuda_driver": _version(runtime.driverGetVersion()),
-                "xp": f"cupy {cupy.__version__}", "tf32": tf32}
+                "xp": f"cupy {cupy.__version__}", "tf32": tf32, "cuda_graphs": self._graphs_note}
 
     @staticmethod
     def _fused(*arrays) -> bool:
@@ -183,6 +206,8 @@ class CupyBackend(Backend):
 
     # ----------------------------------------------------------------- primitives
     def matmul(self, a, b, out):
+        if self._blas is not None and self._blas.gemm(a, b, out, self.tf32):
+            return out
         if out.dtype == FLOATS[0] and self._linalg.get_compute_type(out.dtype) != self._gemm32:
             self._linalg.set_compute_type(out.dtype, self._gemm32)
         return cupy.matmul(a, b, out=out)
@@ -239,22 +264,44 @@ class CupyBackend(Backend):
         K.axpy()(x, y.dtype.type(c), y)
         return y
 
+    def sq_norm(self, x):
+        if not self._fused(x):
+            return super().sq_norm(x)
+        return K.sq_sum()(x)
+
     # ----------------------------------------------------------------- optimizer updates
+    def _update(self, name: str, arrays, *scalars) -> None:
+        """One launch of the multi-tensor update `name` (cupy_kernels.UPDATES): arrays is
+        [params, grads, *state lists], scalars its scalars after casting. The table of device
+        pointers is made once per set of arrays (one copy to the device) and then reused."""
+        params = arrays[0]
+        key = tuple(a.data.ptr for group in arrays for a in group) + \
+            tuple(p.size for p in params)
+        table = self._tables.get(key)
+        if table is None:
+            if len(self._tables) >= 32:
+                self._tables.clear()
+            off = np.concatenate([[0], np.cumsum([p.size for p in params])]).astype(np.int64)
+            ptr = np.array([a.data.ptr for group in arrays for a in group], np.uint64)
+            table = self._tables[key] = (cupy.asarray(ptr), cupy.asarray(off), int(off[-1]))
+        ptr, off, total = table
+        if total:
+            blocks = min(-(-total // K.UPDATE_THREADS), K.UPDATE_MAX_BLOCKS)
+            K.update(name, params[0].dtype)((blocks,), (K.UPDATE_THREADS,), (
+                ptr, off, np.int32(len(params)), np.int64(total), *scalars))
+
     def sgd_update(self, params, grads, lr: float):
         if not self._fused(*params, *grads):
             return super().sgd_update(params, grads, lr)
-        kernel, lr = K.sgd(), params[0].dtype.type(lr)
-        for p, g in zip(params, grads):
-            kernel(g, lr, p)
+        self._update("sgd", [params, grads], params[0].dtype.type(lr))
 
     def momentum_update(self, params, grads, velocities, lr: float, momentum: float,
                         nesterov: bool):
         if not self._fused(*params, *grads, *velocities):
             return super().momentum_update(params, grads, velocities, lr, momentum, nesterov)
         t = params[0].dtype.type
-        kernel, lr, momentum = K.momentum(bool(nesterov)), t(lr), t(momentum)
-        for p, g, v in zip(params, grads, velocities):
-            kernel(g, lr, momentum, p, v)
+        self._update("nesterov" if nesterov else "momentum", [params, grads, velocities],
+                     t(lr), t(momentum))
 
     def adam_update(self, params, grads, ms, vs, lr: float, beta1: float, beta2: float,
                     eps: float, step: int, weight_decay: float = 0.0):
@@ -263,16 +310,77 @@ class CupyBackend(Backend):
                                        weight_decay)
         t = params[0].dtype.type
         lr_t = np.float64(lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step))
-        scalars = (t(beta1), t(beta2), t(1.0 - beta1), t((1.0 - beta2) / (1.0 - beta1) ** 2),
-                   t(eps), t(1.0 - lr * weight_decay), lr_t)
-        kernel = K.adam()
-        for p, g, m, v in zip(params, grads, ms, vs):
-            kernel(g, *scalars, p, m, v)
+        self._update("adam", [params, grads, ms, vs], t(beta1), t(beta2), t(1.0 - beta1),
+                     t((1.0 - beta2) / (1.0 - beta1) ** 2), t(eps), t(1.0 - lr * weight_decay),
+                     lr_t)
 
     def rmsprop_update(self, params, grads, sqs, lr: float, rho: float, eps: float):
         if not self._fused(*params, *grads, *sqs):
             return super().rmsprop_update(params, grads, sqs, lr, rho, eps)
         t = params[0].dtype.type
-        kernel, scalars = K.rmsprop(), (t(rho), t(1.0 - rho), t(lr), t(eps))
-        for p, g, sq in zip(params, grads, sqs):
-            kernel(g, *scalars, p, sq)
+        self._update("rmsprop", [params, grads, sqs], t(rho), t(1.0 - rho), t(lr), t(eps))
+
+    # ----------------------------------------------------------------- CUDA graphs
+    def replayed(self, fn):
+        return _Replayed(fn) if self.graphs else fn
+
+
+class _Replayed:
+    """fn(*arrays) -> array, recorded as a CUDA graph the second time it runs on the same
+    arrays (same addresses, shapes, strides and dtypes; the first run is the warm-up that
+    compiles kernels and allocates buffers) and replayed on the current stream from then on.
+
+    A replay returns the array that the recording returned, overwritten by every replay.
+    Everything else fn reads or writes must keep its device address while this object lives:
+    the model's parameters, gradients and workspaces do, and the recording keeps every buffer it
+    allocated. If an operation of fn cannot be recorded, fn runs kernel by kernel from then on,
+    after a RuntimeWarning that says why."""
+
+    LIMIT = 8  # recorded graphs kept, oldest dropped first (one per batch shape in practice)
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.graphs: dict = {}  # key -> None (seen once) or (graph, result, kept buffers)
+        self.eager = False
+
+    def __call__(self, *arrays):
+        if self.eager:
+            return self.fn(*arrays)
+        key = tuple((a.data.ptr, a.shape, a.strides, a.dtype.char) for a in arrays)
+        if key not in self.graphs:
+            if len(self.graphs) >= self.LIMIT:
+                del self.graphs[next(iter(self.graphs))]
+            self.graphs[key] = None
+            return self.fn(*arrays)
+        entry = self.graphs[key]
+        if entry is None:
+            entry = self.graphs[key] = self._record(arrays)
+            if entry is None:
+                return self.fn(*arrays)
+        graph, result, _ = entry
+        graph.launch()
+        return result
+
+    def _record(self, arrays):
+        pool, kept = cupy.get_default_memory_pool(), []
+
+        def malloc(size):
+            mem = pool.malloc(size)
+            kept.append(mem)  # never returned to the pool while the graph may write it
+            return mem
+
+        stream = cupy.cuda.Stream(non_blocking=True)
+        try:
+            with stream, cupy.cuda.using_allocator(malloc):
+                stream.begin_capture()
+                try:
+                    result = self.fn(*arrays)
+                finally:
+                    graph = stream.end_capture()
+        except Exception as exc:  # CUDA, cuBLAS or CuPy refusing an operation under capture
+            self.eager = True
+            warnings.warn(f"accelnn: a CUDA graph of the training step could not be recorded "
+                          f"({type(exc).__name__}: {exc}); running it kernel by kernel",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return graph, result, kept

@@ -154,6 +154,14 @@ def loss_sum(head: str):
 
 
 @functools.cache
+def sq_sum():
+    """The sum of x^2 over all of x, accumulated in float64, as a 0-d array of x's type:
+    kernel(x). (CuPy's vdot would call cuBLAS, which a CUDA graph recording cannot.)"""
+    return cupy.ReductionKernel("T x", "T y", "(double)x * (double)x", "a + b", "y = (T)a", "0",
+                                "accelnn_sq_sum", reduce_type="double", options=OPTIONS)
+
+
+@functools.cache
 def output_delta(head: str):
     """z <- (h(z) - y) * inv_m in place, for the heads in DELTA_ACTIVATION: kernel(Y, inv_m, Z)."""
     h = FORWARD[DELTA_ACTIVATION[head]]
@@ -168,40 +176,55 @@ def axpy():
                                   options=OPTIONS)
 
 
-@functools.cache
-def sgd():
-    """p <- p - g * lr: kernel(g, lr, p)."""
-    return cupy.ElementwiseKernel("T g, T lr", "T p", "p = p - g * lr;", "accelnn_sgd",
-                                  options=OPTIONS)
+# The optimizer updates, each one kernel for all the parameters of a network: per optimizer, its
+# state arrays (after p and g), its scalars (of the array type T unless typed) and the update of
+# one element, with p and the state arrays as references into their tensors. The formulas are
+# Backend.sgd_update & co.'s, with c = 1 - rho, c1 = 1 - beta1, c2 = (1 - beta2) / c1^2,
+# decay = 1 - lr wd (1 without weight decay) and Adam's float64 step size lr_t.
+UPDATES = {
+    "sgd": ((), "T lr", "p = p - g * lr;"),
+    "momentum": (("v",), "T lr, T mu", "T gl = g * lr; v = v * mu - gl; p = p + v;"),
+    "nesterov": (("v",), "T lr, T mu", "T gl = g * lr; v = v * mu - gl; p = (p - gl) + v * mu;"),
+    "adam": (("m", "v"), "T beta1, T beta2, T c1, T c2, T eps, T decay, double lr_t",
+             "T g1 = g * c1; m = m * beta1 + g1; v = v * beta2 + g1 * g1 * c2;"
+             "p = p * decay - (T)((m / (sqrt(v) + eps)) * lr_t);"),
+    "rmsprop": (("sq",), "T rho, T c, T lr, T eps",
+                "sq = sq * rho + c * (g * g); p = p - g * lr / (sqrt(sq) + eps);"),
+}
+
+# Element i of the parameters laid end to end is element j = i - off[k] of tensor k, where
+# off[k] <= i < off[k + 1]; ptr[a * n + k] is the address of array a (p, g, then the state
+# arrays in UPDATES order) of tensor k, for n tensors.
+UPDATE_SOURCE = r"""
+template <typename T>
+__global__ void update_{name}(const unsigned long long* ptr, const long long* off, int n,
+                              long long total, {scalars}) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {{
+        int k = 0;
+        while (i >= off[k + 1]) ++k;
+        long long j = i - off[k];
+        T& p = ((T*)ptr[k])[j];
+        T g = ((const T*)ptr[n + k])[j];
+        {state}
+        {body}
+    }}
+}}
+"""
+UPDATE_THREADS, UPDATE_MAX_BLOCKS = 256, 8192
 
 
 @functools.cache
-def momentum(nesterov: bool):
-    """v <- v mu - g lr; p <- p + v, or (p - g lr) + v mu with Nesterov: kernel(g, lr, mu, p, v)."""
-    step = "p = (p - gl) + v * mu;" if nesterov else "p = p + v;"
-    return cupy.ElementwiseKernel("T g, T lr, T mu", "T p, T v",
-                                  f"T gl = g * lr; v = v * mu - gl; {step}",
-                                  f"accelnn_momentum{'_nesterov' if nesterov else ''}",
-                                  options=OPTIONS)
+def _update_module():
+    code = "".join(
+        UPDATE_SOURCE.format(name=name, scalars=scalars, body=body, state=" ".join(
+            f"T& {a} = ((T*)ptr[{i + 2} * n + k])[j];" for i, a in enumerate(state)))
+        for name, (state, scalars, body) in UPDATES.items())
+    names = [f"update_{k}<{c}>" for k in UPDATES for c in CTYPES.values()]
+    return cupy.RawModule(code=code, options=OPTIONS, name_expressions=names)
 
 
-@functools.cache
-def adam():
-    """Adam/AdamW as in Backend.adam_update, with c1 = 1 - beta1, c2 = (1 - beta2) / c1^2,
-    decay = 1 - lr wd (1 without weight decay) and the float64 step size lr_t:
-    kernel(g, beta1, beta2, c1, c2, eps, decay, lr_t, p, m, v)."""
-    return cupy.ElementwiseKernel(
-        "T g, T beta1, T beta2, T c1, T c2, T eps, T decay, float64 lr_t", "T p, T m, T v",
-        "T g1 = g * c1; m = m * beta1 + g1; v = v * beta2 + g1 * g1 * c2;"
-        "p = p * decay - (T)((m / (sqrt(v) + eps)) * lr_t);",
-        "accelnn_adam", options=OPTIONS)
-
-
-@functools.cache
-def rmsprop():
-    """sq <- sq rho + c g^2 with c = 1 - rho; p <- p - g lr / (sqrt(sq) + eps):
-    kernel(g, rho, c, lr, eps, p, sq)."""
-    return cupy.ElementwiseKernel("T g, T rho, T c, T lr, T eps", "T p, T sq",
-                                  "sq = sq * rho + c * (g * g);"
-                                  "p = p - g * lr / (sqrt(sq) + eps);",
-                                  "accelnn_rmsprop", options=OPTIONS)
+def update(name: str, dtype):
+    """The multi-tensor update kernel `name` (one of UPDATES) for float32 or float64; launch it
+    as kernel(grid, block, (ptr, off, np.int32(n), np.int64(total), *scalars))."""
+    return _update_module().get_function(f"update_{name}<{CTYPES[dtype.name]}>")
