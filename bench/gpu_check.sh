@@ -8,7 +8,8 @@
 #    already be there);
 # 2. `accelnn info` (GPU, CUDA versions, TF32 setting, why any backend cannot run);
 # 3. the test suite with ACCELNN_BACKEND=cupy, the gpu-marked tests included (junit XML);
-# 4. `accelnn bench` for numpy, numba and cupy on every standard configuration;
+# 4. `accelnn bench` for numpy, numba and cupy on every standard configuration, then a quick
+#    float32 train-step run of cupy with ACCELNN_CUDA_GRAPHS=0, to show what the graphs give;
 # 5. a report, OUTDIR/gpu_check.json and OUTDIR/gpu_check.md, whose summary is printed last:
 #    every step's status and time, the test counts, float32 train-step throughput per backend,
 #    cupy's fraction of its own cuBLAS GEMM rate, agreement, and the targets of issue 4
@@ -54,10 +55,13 @@ step install 90 "$out/install.log" \
     "$py" -m pip install --no-deps --no-build-isolation --no-input -e .
 step nvidia-smi 15 "$out/nvidia-smi.txt" nvidia-smi
 step info 60 "$out/info.txt" "$py" -m accelnn.cli info
-step tests 150 "$out/pytest.txt" env ACCELNN_BACKEND=cupy \
-    "$py" -m pytest -q -p no:cacheprovider --junitxml "$out/junit.xml" tests
+step tests 180 "$out/pytest.txt" env ACCELNN_BACKEND=cupy \
+    "$py" -m pytest -q -p no:cacheprovider -o junit_family=legacy --junitxml "$out/junit.xml" tests
 step bench 150 "$out/bench.log" "$py" -m accelnn.cli bench --backends numpy,numba,cupy \
     --json "$out/bench.json" --markdown "$out/bench.md"
+step bench-no-graphs 60 "$out/bench-no-graphs.log" env ACCELNN_CUDA_GRAPHS=0 \
+    "$py" -m accelnn.cli bench --backends cupy --dtypes float32 --phases train_step --quick \
+    --json "$out/bench-no-graphs.json"
 
 "$py" - "$out" <<'EOF'
 """Write OUTDIR/gpu_check.json and gpu_check.md from the steps' files; print the summary."""
@@ -109,12 +113,17 @@ try:
 except Exception as exc:
     cupy_reason = f"{type(exc).__name__}: {exc}"
 
-bench = None
-try:
-    with open(os.path.join(out, "bench.json")) as f:
-        bench = json.load(f)
-except (OSError, ValueError):
-    pass
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+bench, no_graphs = load("bench.json"), load("bench-no-graphs.json")
+eager = {r["config"]: r for r in (no_graphs or {}).get("records", ())
+         if r["status"] == "ok" and r["phase"] == "train_step" and r["dtype"] == "float32"}
 
 rows, targets, errors = {}, [], []
 if bench:
@@ -150,6 +159,7 @@ report = {"ok": ok, "cupy_unavailable_reason": cupy_reason, "steps": steps, "tes
               {k: r[k] for k in ("config", "backend", "device", "samples_per_s", "median_s",
                                  "gflops", "gemm_gflops", "gemm_fraction", "max_rel_err")}
               for r in rows.values()],
+          "cupy_without_graphs_samples_per_s": {c: r["samples_per_s"] for c, r in eager.items()},
           "bench_machine": bench and bench.get("machine")}
 with open(os.path.join(out, "gpu_check.json"), "w") as f:
     json.dump(report, f, indent=1)
@@ -178,14 +188,15 @@ md.append("")
 if rows:
     configs = sorted({c for c, _ in rows}, key=["seed", "mnist", "wide", "deep"].index)
     md += ["Train step, float32, samples/s (median):", "",
-           "| config | numpy | numba | cupy | cupy / numba | cupy gemm_fraction |",
-           "|---|---|---|---|---|---|"]
+           "| config | numpy | numba | cupy | cupy / numba | cupy gemm_fraction "
+           "| cupy without CUDA graphs (quick run) |", "|---|---|---|---|---|---|---|"]
     for c in configs:
         got = {b: rows.get((c, b)) for b in ("numpy", "numba", "cupy")}
         sps = {b: r and r["samples_per_s"] for b, r in got.items()}
         ratio = sps["cupy"] / sps["numba"] if sps["cupy"] and sps["numba"] else None
         md.append(f"| {c} | {fmt(sps['numpy'])} | {fmt(sps['numba'])} | {fmt(sps['cupy'])} | "
-                  f"{fmt(ratio)} | {fmt(got['cupy'] and got['cupy']['gemm_fraction'], '.2f')} |")
+                  f"{fmt(ratio)} | {fmt(got['cupy'] and got['cupy']['gemm_fraction'], '.2f')} | "
+                  f"{fmt(eager[c]['samples_per_s'] if c in eager else None)} |")
     md.append("")
     md += ["Targets (issue 4; reported, not enforced):", ""]
     md += [f"- {'met' if t['met'] else 'MISSED'}: {t['target']} = {fmt(t['value'])} "
@@ -196,7 +207,8 @@ if bench is None:
 md.append(f"Benchmark rows failed or outside their error limit: {len(errors)}")
 md += [f"- {e}" for e in errors[:20]]
 md += ["", f"Files in {out}: gpu_check.json, gpu_check.md, info.txt, pytest.txt, junit.xml, "
-       "bench.json, bench.md, bench.log, install.log, nvidia-smi.txt, steps.tsv"]
+       "bench.json, bench.md, bench.log, bench-no-graphs.json, bench-no-graphs.log, install.log, "
+       "nvidia-smi.txt, steps.tsv"]
 with open(os.path.join(out, "gpu_check.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

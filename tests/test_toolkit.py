@@ -261,7 +261,7 @@ def test_load_then_fit_continues_the_optimizer(tmp_path):
     a = accelnn.MLP([3, 4, 3], seed=0, dtype="float64", backend="numpy")
     a.fit(X, y, epochs=2, optimizer="adam", batch_size=5)
     a.save(tmp_path / "m.npz")
-    b = accelnn.MLP.load(tmp_path / "m.npz")
+    b = accelnn.MLP.load(tmp_path / "m.npz", backend="numpy")
     assert b._optimizer.config() == a._optimizer.config() and b._opt_state["t"] == 10
     for key in ("m", "v"):
         assert all(np.array_equal(p, q) for p, q in zip(a._opt_state[key], b._opt_state[key]))
