@@ -482,7 +482,7 @@ class MLP:
                 return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X,
                                               Y, lr)
 
-        loss_grads = be.replayed(self._loss_grads)
+        loss_grads = be.replayed(self._loss_grads) if reducer is None else None
 
         def step(X, Y, lr):
             if reducer is None:
