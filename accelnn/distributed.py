@@ -159,12 +159,12 @@ class _Nccl:
 
 
 class _Reducer:
-    """The reducer of MLP._step_function: one all-reduce per step of the flat buffer
+    """The reducer of accelnn.training.step_function: one all-reduce per step of the flat buffer
     [m * grads..., m * loss, m] (zeros from a rank with no rows in the batch); the sums
     divided by the summed m are the global batch's mean gradients and loss."""
 
     def __init__(self, model, allreduce):
-        be, grads = model.backend, model._grads
+        be, grads = model.backend, model.state.grads
         sizes = [g.size for g in grads]
         self.xp, self.allreduce, self.steps = be.xp, allreduce, 0
         self.buf = be.zeros(sum(sizes) + 2, model.dtype)
@@ -211,11 +211,9 @@ def _plain(key: str, value):
 
 def _describe(model, X, y, options: dict, mode: str) -> dict:
     """What must be the same on every rank, as JSON-able values."""
-    be, opt = model.backend, model._optimizer
-    state = [be.to_numpy(p) for p in model._params]
-    for key in (opt.state_arrays if opt else ()):
-        state += [be.to_numpy(a) for a in model._opt_state[key]]
-    rng = json.dumps(model._rng.bit_generator.state, sort_keys=True)
+    be, saved = model.backend, model.state.saved()
+    state = saved.params + [a for arrays in saved.opt_arrays.values() for a in arrays]
+    rng = json.dumps(saved.rng_state, sort_keys=True)
     fit_opts = {k: _plain(k, v) for k, v in options.items()
                 if k not in ("verbose", "checkpoint")}
     return {

@@ -2,9 +2,15 @@
 JSON header, read back without pickle.
 
 The header holds the format version, accelnn's version, the architecture, dtype, L2, the
-RNG state, the epoch count and the optimizer's name, hyper-parameters and scalar state (and
-the schedule, its state and the initial lr for checkpoints written during fit). The arrays are the
-weights `W1, b1, ...`, the classes, and the optimizer's per-parameter state `opt.<key>.<i>`.
+RNG state, the epoch and sample counts and the optimizer's name, hyper-parameters and scalar
+state (and the schedule, its state and the initial lr for checkpoints written during fit). The
+arrays are the weights `W1, b1, ...`, the classes, and the optimizer's per-parameter state
+`opt.<key>.<i>`.
+
+This module reads and writes a `ModelFile` (a model's configuration, classes and training
+state on the host); `accelnn.MLP.save`/`load` and fit's checkpoints go through it. A file is
+untrusted input: `read` checks everything in it before it returns, so a caller can adopt the
+result knowing that nothing will fail halfway.
 """
 
 from __future__ import annotations
@@ -13,42 +19,55 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
+from accelnn._data import resolve_dtype
 from accelnn._version import __version__
-from accelnn.backends import BackendError
-from accelnn.optimizers import OPTIMIZERS
+from accelnn.losses import get_head
+from accelnn.network import check_layer_sizes, hidden_activations
+from accelnn.optimizers import OPTIMIZERS, check_range
+from accelnn.state import SavedState
+from accelnn.targets import check_classes
 
 FORMAT = "accelnn-mlp"
 FORMAT_VERSION = 1
 
 
-def save(model, path, run: dict | None = None) -> None:
-    """Write `model` to `path` atomically (a temporary file in the same folder, then a rename),
-    so a crash never leaves a half-written file behind. `run`, from fit's checkpoints: the
-    learning-rate schedule's name and state and the initial lr, for an exact resume."""
-    opt = model._optimizer
+@dataclass
+class ModelFile:
+    """What a model file holds. `config` is MLP.get_config(): layer_sizes, hidden_activation
+    (a list of names), output ("auto" or a head), l2 and dtype (a name)."""
+
+    config: dict
+    classes: np.ndarray | None
+    state: SavedState
+
+
+def save(path, record: ModelFile) -> None:
+    """Write `record` to `path` atomically (a temporary file in the same folder, then a rename),
+    so a crash never leaves a half-written file behind."""
+    state, opt, config = record.state, record.state.optimizer, record.config
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "accelnn_version": __version__,
-        "layer_sizes": list(model.layer_sizes),
-        "hidden_activations": [a.name for a in model.activations],
-        "output": model.head.name if model.head else "auto",
-        "l2": model.l2, "dtype": model.dtype.name,
-        "rng_state": model._rng.bit_generator.state, "split_seed": model._split_seed,
-        "epoch": model.epoch_,
+        "layer_sizes": list(config["layer_sizes"]),
+        "hidden_activations": list(config["hidden_activation"]),
+        "output": config["output"], "l2": config["l2"], "dtype": config["dtype"],
+        "rng_state": state.rng_state, "split_seed": state.split_seed,
+        "epoch": state.epoch, "samples_seen": state.samples_seen,
         "optimizer": None if opt is None else opt.config(),
-        "optimizer_scalars": {k: model._opt_state[k] for k in (opt.state_scalars if opt else ())},
-        "run": run,  # a checkpoint written by fit: its schedule, schedule state, lr
+        "optimizer_scalars": state.opt_scalars,
+        "run": state.run,  # a checkpoint written by fit: its schedule, schedule state, lr
     }
     arrays = {"header": np.array(json.dumps(header))}
-    for l, (W, b) in enumerate(model.get_weights(), start=1):
+    for l, (W, b) in enumerate(zip(state.params[0::2], state.params[1::2]), start=1):
         arrays[f"W{l}"], arrays[f"b{l}"] = W, b
-    for key in (opt.state_arrays if opt else ()):
-        for i, a in enumerate(model._opt_state[key]):
-            arrays[f"opt.{key}.{i}"] = model.backend.to_numpy(a)
-    if model.classes_ is not None:
-        classes = model.classes_
+    for key, values in state.opt_arrays.items():
+        for i, a in enumerate(values):
+            arrays[f"opt.{key}.{i}"] = a
+    if record.classes is not None:
+        classes = record.classes
         arrays["classes"] = classes if classes.dtype.kind in "biufU" else classes.astype(str)
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".accelnn-", suffix=".tmp",
@@ -65,7 +84,7 @@ def save(model, path, run: dict | None = None) -> None:
         raise
 
 
-def _read(path) -> tuple[dict, dict]:
+def _read_arrays(path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -88,83 +107,78 @@ def _read(path) -> tuple[dict, dict]:
     return header, arrays
 
 
-def load(path, *, backend=None):
-    """Read a model written by `save`, on `backend` (default: the current selection), with
-    its optimizer state, so that `fit(..., optimizer=None)` continues it.
-    Raises ValueError naming the problem for a file that is not an accelnn model, truncated,
-    of another format version, or whose arrays do not match its header."""
-    return _load(os.fspath(path), backend)[0]
-
-
-def _load(path: str, backend):
-    """(model, header) of the file at `path`: one read serves loading and resuming."""
-    from accelnn.model import MLP, check_classes
-
-    header, arrays = _read(path)
+def read(path) -> ModelFile:
+    """The model file at `path`, every part of it checked: the architecture, dtype and L2,
+    each array's shape and values (finite, representable in the dtype), the classes, the
+    optimizer and its state, the RNG state and the counts.
+    Raises ValueError naming the file and the problem for a file that is not an accelnn model,
+    truncated, of another format version, or whose parts do not fit together."""
+    path = os.fspath(path)
+    header, arrays = _read_arrays(path)
     try:
-        model = MLP(header["layer_sizes"], header["hidden_activations"], header["output"],
-                    l2=header["l2"], dtype=header["dtype"], backend=backend)
-        n_layers = len(header["layer_sizes"]) - 1
-        missing = [k for l in range(1, n_layers + 1) for k in (f"W{l}", f"b{l}")
-                   if k not in arrays]
-        if missing:
-            raise ValueError(f"arrays missing for {', '.join(missing)}")
-        model.set_weights([(arrays[f"W{l}"], arrays[f"b{l}"]) for l in range(1, n_layers + 1)])
-        model._rng.bit_generator.state = header["rng_state"]
-        model._split_seed = int(header["split_seed"])
-        _load_optimizer(model, header, arrays)
-        model.epoch_ = _count("epoch", header["epoch"])
-        if "classes" in arrays:
-            model.classes_ = check_classes(arrays["classes"], model.layer_sizes[-1])
-    except BackendError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
+        return _record(header, arrays)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise ValueError(f"{path}: bad model file: {what}") from exc
-    return model, header
+
+
+def _record(header: dict, arrays: dict) -> ModelFile:
+    sizes = check_layer_sizes(header["layer_sizes"])
+    acts = hidden_activations(list(header["hidden_activations"]), len(sizes) - 2)
+    output = header["output"]
+    if output != "auto":
+        get_head(output)
+    dtype = resolve_dtype(header["dtype"])
+    config = {"layer_sizes": list(sizes), "hidden_activation": [a.name for a in acts],
+              "output": output, "l2": check_range("l2", header["l2"], 0.0),
+              "dtype": dtype.name}
+    shapes = [s for n_in, n_out in zip(sizes, sizes[1:]) for s in ((n_in, n_out), (n_out,))]
+    names = [f"{w}{l}" for l in range(1, len(sizes)) for w in "Wb"]
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"arrays missing for {', '.join(missing)}")
+    params = [_member(arrays[name], f"layer {name[1:]} {name[0]}", shape, dtype)
+              for name, shape in zip(names, shapes)]
+    classes = None
+    if "classes" in arrays:
+        classes = check_classes(arrays["classes"], sizes[-1])
+    opt, opt_arrays, opt_scalars = None, {}, {}
+    if header["optimizer"] is not None:
+        config_opt = header["optimizer"]
+        if config_opt.get("name") not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {config_opt.get('name')!r}")
+        opt = OPTIMIZERS[config_opt["name"]](**config_opt["params"])
+        opt_arrays = {key: [_member(arrays.get(f"opt.{key}.{i}"),
+                                    f"optimizer state opt.{key}.{i}", shape, dtype)
+                            for i, shape in enumerate(shapes)] for key in opt.state_arrays}
+        opt_scalars = {key: _count(f"optimizer state {key}", header["optimizer_scalars"][key])
+                       for key in opt.state_scalars}
+    rng = np.random.default_rng()
+    rng.bit_generator.state = header["rng_state"]
+    epoch = _count("epoch", header["epoch"])
+    state = SavedState(params, opt, opt_arrays, opt_scalars, rng.bit_generator.state,
+                       _count("split_seed", header["split_seed"]), epoch,
+                       _count("samples_seen", header.get("samples_seen", 0)), header["run"])
+    return ModelFile(config, classes, state)
+
+
+def _member(a: np.ndarray | None, what: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """`a`, an array read from the file, checked: of `shape`, numeric and finite in `dtype`."""
+    if a is None or a.shape != shape:
+        raise ValueError(f"{what}: expected shape {shape}, got "
+                         f"{'nothing' if a is None else a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{what}: dtype {a.dtype} is not numeric")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or Inf")
+    with np.errstate(over="ignore"):
+        cast = a.astype(dtype)
+    if not np.isfinite(cast).all():
+        raise ValueError(f"{what} has values too large for {dtype.name}")
+    return cast
 
 
 def _count(name: str, value) -> int:
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
-
-
-def _load_optimizer(model, header: dict, arrays: dict) -> None:
-    config = header["optimizer"]
-    if config is None:
-        return
-    if config.get("name") not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {config.get('name')!r}")
-    opt = OPTIMIZERS[config["name"]](**config["params"])
-    state = {}
-    for key in opt.state_arrays:
-        state[key] = []
-        for i, p in enumerate(model._params):
-            a = arrays.get(f"opt.{key}.{i}")
-            if a is None or a.shape != p.shape:
-                got = "missing" if a is None else f"shape {a.shape}"
-                raise ValueError(f"optimizer state opt.{key}.{i}: expected shape {p.shape}, "
-                                 f"{got}")
-            state[key].append(model.backend.asarray(a, model.dtype))
-    for key in opt.state_scalars:
-        state[key] = _count(f"optimizer state {key}", header["optimizer_scalars"][key])
-    model._optimizer, model._opt_state = opt, state
-
-
-def read_checkpoint(model, path) -> dict:
-    """A checkpoint of `model`'s architecture as {"model", "schedule"}; ValueError when it is
-    unreadable, of another architecture or dtype, or holds no optimizer state."""
-    loaded, header = _load(os.fspath(path), model.backend)
-    mine = (model.layer_sizes, [a.name for a in model.activations], model.dtype.name)
-    theirs = (loaded.layer_sizes, [a.name for a in loaded.activations], loaded.dtype.name)
-    if mine != theirs:
-        raise ValueError(f"{path}: the checkpoint is of another network (layers, activations,"
-                         f" dtype) {theirs}, not {mine}")
-    if model.head is not None and loaded.head is not None and model.head is not loaded.head:
-        raise ValueError(f"{path}: the checkpoint has a {loaded.head.name} output, the model "
-                         f"a {model.head.name} output")
-    if loaded._optimizer is None:
-        raise ValueError(f"{path}: the file holds no optimizer state to resume from")
-    return {"model": loaded, "optimizer": loaded._optimizer, "epoch": loaded.epoch_,
-            "run": header["run"]}

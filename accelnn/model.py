@@ -1,80 +1,23 @@
-"""The multi-layer perceptron: the classic math, written once against the backend interface.
-
-For layers l = 1..L, rows are samples (X is (m, n0), W[l] is (n[l-1], n[l])):
-
-    forward:   Z[l] = A[l-1] @ W[l] + b[l]        A[l] = g[l](Z[l])        A[0] = X
-    backward:  dZ[L] = (A[L] - Y) / m             (matched output/loss pairs: accelnn.losses)
-               dW[l] = A[l-1].T @ dZ[l]           db[l] = sum(dZ[l], axis=0)
-               dZ[l-1] = (dZ[l] @ W[l].T) * g'[l-1](Z[l-1])
-    update:    p <- optimizer(p, dp) for every W[l], b[l]
-
-The column-major notation of the classic two-layer derivation (X (n0, m), W (n_out, n_in)) is
-the same math transposed. Every g' is written from A[l] (accelnn.activations), so the forward
-pass overwrites Z with A in place and backward needs only the stored A's.
+"""`MLP`, the public face of accelnn: a network (accelnn.network: the math), its training state
+(accelnn.state: weights, optimizer, RNG, counts) and its output head and classes
+(accelnn.targets: target encoding), with training in accelnn.training and files in accelnn.io.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
 import numpy as np
 
+from accelnn import io, training
 from accelnn._data import check_X, host_array, resolve_dtype
-from accelnn.activations import Activation, get_activation
 from accelnn.backends import get_backend
-from accelnn.losses import HEADS, Head, get_head
-from accelnn.optimizers import Optimizer, check_lr, check_range, get_optimizer
+from accelnn.losses import Head, get_head
+from accelnn.network import Network, Scratch, check_layer_sizes, hidden_activations
+from accelnn.optimizers import check_lr, check_range, get_optimizer
+from accelnn.state import TrainingState
+from accelnn.targets import check_classes, encode_targets
 from accelnn.training import History
-
-IDENTITY = get_activation("identity")
-
-
-class StepSpec(NamedTuple):
-    """What a backend needs to decide whether it has a compiled whole-step path."""
-
-    layer_sizes: tuple[int, ...]
-    activations: tuple[Activation, ...]  # one per hidden layer
-    head: Head
-    l2: float
-    optimizer: Optimizer
-    dtype: np.dtype
-
-
-class _Workspace:
-    """Buffers for one batch size m, reused across steps: A[l] (m, n[l]) for every layer (the
-    last one holds Z[L], then dZ[L]) and D[l] (m, n[l]) for the hidden deltas."""
-
-    def __init__(self, backend, sizes, m, dtype):
-        self.A = [backend.empty((m, n), dtype) for n in sizes[1:]]
-        self.D = [backend.empty((m, n), dtype) for n in sizes[1:-1]]
-        self.batch: tuple[Any, Any] | None = None  # gathered (X, Y) mini-batch buffers
-
-
-def check_classes(classes, n_out: int) -> np.ndarray:
-    """`classes` as a sorted 1-D array of distinct labels, at most as many as `n_out` output
-    units hold (two for a single unit); ValueError otherwise."""
-    arr = np.asarray(classes)
-    most = max(n_out, 2)
-    if arr.ndim != 1 or not 1 <= len(arr) <= most or len(np.unique(arr)) != len(arr):
-        raise ValueError(f"classes must be at most {most} distinct labels for {n_out} output "
-                         f"units, got {arr.tolist()!r}")
-    return np.sort(arr)
-
-
-def _check_layer_sizes(layer_sizes) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(n) for n in layer_sizes)
-        ok = len(sizes) >= 2 and all(n >= 1 and n == v and not isinstance(v, bool)
-                                     for n, v in zip(sizes, layer_sizes))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError("layer_sizes must list at least two positive integers "
-                         f"(inputs, ..., outputs), got {layer_sizes!r}")
-    return sizes
 
 
 class MLP:
@@ -92,6 +35,14 @@ class MLP:
     classes: the class labels, fixed before any are seen (sorted; class i is output unit i, or
         for one sigmoid unit, the 0/1 target). By default the first fit's labels decide.
 
+    Threads: `forward`, `predict`, `predict_proba`, `loss`, `loss_and_grads` and
+    `get_weights` may be called on one model from any number of threads at once, also while
+    another thread runs `fit`: each call works in buffers of its own (the model keeps at most
+    one set of hidden-layer buffers of up to 1 MiB between calls) and reads the weights after
+    some whole training step, never a mix, and a prediction never changes what a concurrent fit
+    computes. Training (`fit`, `step_function`'s steps), `set_weights` and `save` are for one
+    thread at a time: a second concurrent `fit` raises RuntimeError.
+
     Raises ValueError/TypeError for bad sizes, names, l2, dtype or classes (not 1-D, repeated,
     or more than the output units hold), and BackendError for a backend that is unknown or
     cannot run here.
@@ -100,15 +51,8 @@ class MLP:
     def __init__(self, layer_sizes: Sequence[int], hidden_activation="relu", output="auto", *,
                  l2: float = 0.0, seed: int | None = None, dtype=None, backend=None,
                  classes=None):
-        sizes = _check_layer_sizes(layer_sizes)
-        n_hidden = len(sizes) - 2
-        if isinstance(hidden_activation, (list, tuple)):
-            if len(hidden_activation) != n_hidden:
-                raise ValueError(f"hidden_activation lists {len(hidden_activation)} names for "
-                                 f"{n_hidden} hidden layers")
-            acts = tuple(get_activation(a) for a in hidden_activation)
-        else:
-            acts = (get_activation(hidden_activation),) * n_hidden
+        sizes = check_layer_sizes(layer_sizes)
+        acts = hidden_activations(hidden_activation, len(sizes) - 2)
         head = None if output == "auto" else get_head(output)
         l2 = check_range("l2", l2, 0.0)
         self.dtype = resolve_dtype(dtype)
@@ -118,33 +62,44 @@ class MLP:
         self.head: Head | None = head
         self.l2 = float(l2)
         self.classes_ = None if classes is None else check_classes(classes, sizes[-1])
-        self._rng = np.random.default_rng(seed)
-        self._params = [self.backend.asarray(p, self.dtype) for p in self._init_weights()]
-        self._grads = [self.backend.zeros(p.shape, self.dtype) for p in self._params]
-        self._split_seed = int(self._rng.integers(2**63))  # validation_split's permutation
-        self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
-        self._optimizer: Optimizer | None = None
-        self._opt_state: dict = {}
-        self.epoch_ = 0  # epochs run with the current optimizer state
+        self.network = Network(sizes, acts, self.l2, self.backend, self.dtype)
+        rng = np.random.default_rng(seed)
+        params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
+        # the training state; validation_split's permutation has a seed of its own
+        self.state = TrainingState(self.backend, params, rng, int(rng.integers(2**63)))
+        self._scratch = Scratch()  # hidden-layer buffers lent to one inference call at a time
         self.stop_training = False  # a callback may set it to end fit after this epoch
 
     # ------------------------------------------------------------------ parameters
-    def _init_weights(self) -> list[np.ndarray]:
-        params = []
-        for l, (n_in, n_out) in enumerate(zip(self.layer_sizes, self.layer_sizes[1:])):
-            act = self.activations[l] if l < len(self.activations) else IDENTITY
-            bound = act.init_bound(n_in, n_out)
-            params.append(self._rng.uniform(-bound, bound, size=(n_in, n_out)))
-            params.append(np.zeros(n_out))
-        return params
-
     @property
     def n_layers(self) -> int:
         return len(self.layer_sizes) - 1
 
+    @property
+    def epoch_(self) -> int:
+        """Epochs run with the current optimizer state."""
+        return self.state.epoch
+
+    @property
+    def _optimizer(self):
+        return self.state.optimizer
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        return self.state.rng
+
+    def get_config(self) -> dict:
+        """The constructor's arguments as plain values (Keras' name): layer_sizes,
+        hidden_activation (a name per hidden layer), output ("auto" until resolved), l2, dtype."""
+        return {"layer_sizes": list(self.layer_sizes),
+                "hidden_activation": [a.name for a in self.activations],
+                "output": self.head.name if self.head else "auto", "l2": self.l2,
+                "dtype": self.dtype.name}
+
     def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(W, b), ...] as NumPy copies, W of shape (n_in, n_out)."""
-        host = [np.array(self.backend.to_numpy(p), copy=True) for p in self._params]
+        with self.state.guard.reading():
+            host = [np.array(self.backend.to_numpy(p), copy=True) for p in self.state.params]
         return list(zip(host[0::2], host[1::2]))
 
     def set_weights(self, weights) -> None:
@@ -159,8 +114,8 @@ class MLP:
         for l, pair in enumerate(weights):
             if len(pair) != 2:
                 raise ValueError(f"layer {l + 1}: expected a (W, b) pair")
-            for arr, want, what in ((pair[0], self._params[2 * l].shape, "W"),
-                                    (pair[1], self._params[2 * l + 1].shape, "b")):
+            for arr, want, what in ((pair[0], self.state.params[2 * l].shape, "W"),
+                                    (pair[1], self.state.params[2 * l + 1].shape, "b")):
                 a = host_array(arr, f"layer {l + 1} {what}")
                 if a.dtype.kind not in "biuf":
                     raise TypeError(f"layer {l + 1} {what}: dtype {a.dtype} is not numeric")
@@ -175,162 +130,37 @@ class MLP:
                     raise ValueError(f"layer {l + 1} {what} has values too large for "
                                      f"{self.dtype.name}")
                 flat.append(cast)
-        for p, a in zip(self._params, flat):
-            p[...] = self.backend.asarray(a, self.dtype)
+        self.state.set_params(flat)
 
-    # ------------------------------------------------------------------ targets
-    def _resolve_head(self, y: np.ndarray) -> Head:
-        """The head "auto" picks: 1-D labels -> sigmoid (one output unit, at most two distinct
-        labels) or softmax (several units); a 0/1 matrix -> softmax when every row is one-hot,
-        else sigmoid (multi-label); any other numbers -> identity (regression)."""
-        n_out = self.layer_sizes[-1]
-        numeric = y.dtype.kind in "biuf"
-        if y.ndim == 1:
-            if n_out > 1 or not numeric or (_integral(y) and len(np.unique(y)) <= 2):
-                return HEADS["sigmoid" if n_out == 1 else "softmax"]
-            return HEADS["identity"]
-        if numeric and np.isin(y, (0, 1)).all():
-            one_hot = n_out > 1 and bool((y.sum(axis=1) == 1).all())
-            return HEADS["softmax" if one_hot else "sigmoid"]
-        return HEADS["identity"]
-
-    def _encode_targets(self, y, m: int, head: Head | None, classes):
-        """Validate y against m samples and return (head, classes, Y (m, n_out) float64)."""
-        y = host_array(y, "y")
-        n_out = self.layer_sizes[-1]
-        if y.ndim == 2 and y.shape[1] == 1 and n_out == 1:
-            y = y[:, 0]
-        if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D (labels or values) or 2-D (one row per sample), "
-                             f"got shape {y.shape}")
-        if len(y) != m:
-            raise ValueError(f"X and y have different lengths: {m} samples in X, {len(y)} "
-                             f"in y")
-        if y.dtype.kind == "c":
-            raise TypeError("y must not be complex")
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError("y contains NaN or Inf")
-        head = head or self._resolve_head(y)
-        if head.name == "sigmoid" and n_out > 1 and y.ndim == 1:
-            raise ValueError(f"a sigmoid output with {n_out} units (multi-label) needs y of "
-                             f"shape (samples, {n_out}): one 0/1 column per unit")
-        soft = head.name == "sigmoid" and y.dtype.kind == "f" and not _integral(y)
-        if head.name != "identity" and y.ndim == 1 and not soft:
-            return (head, *self._encode_labels(y, head, classes))
-        if y.dtype.kind not in "biuf":
-            raise TypeError(f"y must hold numbers for a {head.name} output, got dtype "
-                            f"{y.dtype}")
-        Y = y.reshape(m, -1).astype(np.float64)
-        if Y.shape[1] != n_out:
-            raise ValueError(f"y has {Y.shape[1]} columns, but the output layer has {n_out} "
-                             f"units")
-        if head.name == "sigmoid" and ((Y < 0) | (Y > 1)).any():
-            raise ValueError("targets of a sigmoid output must lie in [0, 1]")
-        if head.name == "softmax" and ((Y < 0).any() or not np.allclose(Y.sum(axis=1), 1.0)):
-            raise ValueError("rows of y for a softmax output must be one-hot or probabilities "
-                             "summing to 1")
-        if head.name != "identity" and classes is None:
-            classes = np.arange(max(n_out, 2))
-        return head, classes, Y
-
-    def _encode_labels(self, y: np.ndarray, head: Head, classes):
-        n_classes = 2 if head.name == "sigmoid" else self.layer_sizes[-1]
-        if classes is None:
-            if y.dtype.kind in "biuf" and _integral(y) and y.min() >= 0 and y.max() < n_classes:
-                classes = np.arange(n_classes)
-            else:
-                classes = np.unique(y)
-                if len(classes) > n_classes:
-                    raise ValueError(f"y has {len(classes)} classes, but a {head.name} output "
-                                     f"with {self.layer_sizes[-1]} units holds {n_classes}")
-        idx = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-        unknown = classes[idx] != y
-        if unknown.any():
-            bad = np.unique(y[unknown])[:10]
-            raise ValueError(f"y has labels outside the classes seen in fit "
-                             f"{classes.tolist()}: {bad.tolist()}")
-        if head.name == "sigmoid":
-            return classes, idx.astype(np.float64).reshape(-1, 1)
-        Y = np.zeros((len(y), self.layer_sizes[-1]))
-        Y[np.arange(len(y)), idx] = 1.0
-        return classes, Y
-
-    def _prepare(self, X, y, head: Head | None = None, classes=None, part=None):
-        """Checked device copies of X and encoded Y, plus the head and classes they imply
-        (by default the model's own, resolved from y when still unset).
+    # ------------------------------------------------------------------ inputs
+    def encode(self, X, y, head: Head | None = None, classes=None, part=None):
+        """Checked device copies of X and the encoded targets y, as fit and the queries use
+        them: (X (m, n0), Y (m, nL), head, classes) on the model's backend in its dtype. The
+        head and classes are the model's own unless given, resolved from y while unset
+        (accelnn.targets); nothing in the model changes.
 
         part=(lo, m): X holds rows lo, lo+1, ... of a data set of m rows split across
         processes, and y the targets of all m rows, so that the output and the classes
         resolve from every label, the same in every process; Y keeps X's rows only."""
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
-        head, classes, Y = self._encode_targets(y, m, head or self.head,
-                                                self.classes_ if classes is None else classes)
+        head, classes, Y = encode_targets(y, m, self.layer_sizes[-1], head or self.head,
+                                          self.classes_ if classes is None else classes)
         return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
-    # ------------------------------------------------------------------ the math
-    def _workspace(self, m: int) -> _Workspace:
-        ws = self._workspaces.get(m)
-        if ws is None:
-            ws = self._workspaces[m] = _Workspace(self.backend, self.layer_sizes, m, self.dtype)
-            if len(self._workspaces) > 4:
-                self._workspaces.popitem(last=False)
-        else:
-            self._workspaces.move_to_end(m)
-        return ws
-
-    def _forward(self, X, ws: _Workspace):
-        """Forward pass into the workspace; returns the buffer holding Z[L] (pre-activation)."""
-        be, P = self.backend, self._params
-        prev = X
-        for l in range(self.n_layers):
-            act = self.activations[l] if l < len(self.activations) else IDENTITY
-            prev = be.dense_forward(prev, P[2 * l], P[2 * l + 1], act, ws.A[l])
-        return prev
-
-    def _loss_grads(self, X, Y):
-        """Loss (0-d backend array) at the current weights; fills self._grads."""
-        return self._add_l2(self._data_loss_grads(X, Y), X.shape[0])
-
-    def _data_loss_grads(self, X, Y):
-        """The data part of `_loss_grads`: the mean loss over the rows of X and its gradients
-        (into self._grads), without the L2 term, which `_add_l2` adds for a batch of m rows."""
-        be, P, G = self.backend, self._params, self._grads
-        ws = self._workspace(X.shape[0])
-        Z = self._forward(X, ws)
-        loss = be.loss_delta(Z, Y, self.head, Z)
-        delta = Z
-        for l in reversed(range(self.n_layers)):
-            A_prev = ws.A[l - 1] if l else X
-            dA_prev = ws.D[l - 1] if l else None
-            act_prev = self.activations[l - 1] if l else None
-            be.dense_backward(delta, A_prev, P[2 * l], G[2 * l], G[2 * l + 1], dA_prev,
-                              act_prev)
-            delta = dA_prev
-        return loss
-
-    def _add_l2(self, loss, m: int):
-        """loss + l2/(2m) sum ||W||^2, and dW += l2/m W in self._grads (nothing without L2)."""
-        if not self.l2:
-            return loss
-        for l in range(self.n_layers):
-            self.backend.add_scaled(self._grads[2 * l], self._params[2 * l], self.l2 / m)
-        return loss + self._l2_loss(m)
-
-    def _l2_loss(self, m: int):
-        """l2 / (2m) * sum ||W||^2 (0.0 without L2)."""
-        if not self.l2:
-            return 0.0
-        return self.l2 / (2 * m) * sum(self.backend.sq_norm(W) for W in self._params[0::2])
-
-    # ------------------------------------------------------------------ public API
-    def forward(self, X):
-        """Output activations A[L] = h(Z[L]) for X, as an array of the model's backend.
-        Rejects X that check_X rejects; needs a resolved output (fit first, or output=...)."""
-        self._need_head()
+    # ------------------------------------------------------------------ inference
+    def _logits(self, X):
+        """Z[L] for X, in a new backend array, from the weights of one whole step."""
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
-        Z = self._forward(Xd, self._workspace(Xd.shape[0]))
-        return self.backend.output(self.backend.copy(Z), self.head)
+        with self.state.guard.reading():
+            return self.network.logits(self.state.params, Xd, self._scratch)
+
+    def forward(self, X):
+        """Output activations A[L] = h(Z[L]) for X (m, n0): a new (m, nL) array of the model's
+        backend. Rejects X that check_X rejects; needs a resolved output (fit first, or
+        output=...)."""
+        head = self._need_head()
+        return self.backend.output(self._logits(X), head)
 
     def predict_proba(self, X):
         """Class probabilities, (m, n_classes), as an array of the model's backend. A sigmoid
@@ -344,49 +174,51 @@ class MLP:
     def predict(self, X):
         """Class labels (classifiers), 0/1 per output (multi-label sigmoid) or outputs
         (identity head). Numeric labels come back as an array of the model's backend, other
-        labels (text) as a NumPy array."""
-        self._need_head()
-        out = self.forward(X)
-        if self.head.name == "identity":
-            return out
-        if self.head.name == "sigmoid":
-            hit = (out > 0.5).astype(np.intp)
-            if out.shape[1] > 1:
+        labels (text) as a NumPy array. Before any fit, a classifier's labels are 0..n-1.
+
+        Decisions come from the logits: softmax keeps their order, and sigmoid(z) > 0.5
+        exactly when z > 0 (without the rounding of probabilities next to 0.5)."""
+        head = self._need_head()
+        Z = self._logits(X)
+        if head.name == "identity":
+            return Z
+        if head.name == "sigmoid":
+            hit = (Z > 0).astype(np.intp)
+            if Z.shape[1] > 1:
                 return hit
             idx = hit[:, 0]
         else:
-            idx = self.backend.xp.argmax(out, axis=1)
-        if self.classes_.dtype.kind in "biuf":
-            return self.backend.asarray(self.classes_)[idx]
-        return self.classes_[self.backend.to_numpy(idx)]
-
-    @contextlib.contextmanager
-    def _evaluating(self, X, Y):
-        """Checked (X, Y) on the device, with the output head that Y implies in place while
-        the block runs: a query on a model whose output is still "auto" resolves it for
-        itself, and the model keeps its own head and classes (only fit adopts them)."""
-        Xd, Yd, head, _ = self._prepare(X, Y)
-        saved, self.head = self.head, head
-        try:
-            yield Xd, Yd
-        finally:
-            self.head = saved
+            idx = self.backend.xp.argmax(Z, axis=1)
+        classes = self.classes_
+        if classes is None:
+            classes = np.arange(max(self.layer_sizes[-1], 2))
+        if classes.dtype.kind in "biuf":
+            return self.backend.asarray(classes)[idx]
+        return classes[self.backend.to_numpy(idx)]
 
     def loss_and_grads(self, X, Y):
         """(loss, [(dW, db), ...]) at the current weights, as a float and NumPy arrays. Y is
         encoded as in fit (labels, one-hot or values). Changes no weights, head or classes;
         rejects what fit rejects."""
-        with self._evaluating(X, Y) as (Xd, Yd):
-            loss = float(self._loss_grads(Xd, Yd))
-        host = [np.array(self.backend.to_numpy(g), copy=True) for g in self._grads]
+        Xd, Yd, head, _ = self.encode(X, Y)
+        be, net = self.backend, self.network
+        grads = [be.empty(p.shape, self.dtype) for p in self.state.params]
+        with self.state.guard.reading():
+            loss = float(net.loss_grads(self.state.params, grads, head, Xd, Yd,
+                                        net.workspace(Xd.shape[0])))
+        host = [be.to_numpy(g) for g in grads]
         return loss, list(zip(host[0::2], host[1::2]))
 
     def loss(self, X, Y) -> float:
         """The training loss (with the L2 term) at the current weights, as a float. Changes
         nothing in the model; rejects what fit rejects."""
-        with self._evaluating(X, Y) as (Xd, Yd):
-            return float(self._loss_grads(Xd, Yd))
+        Xd, Yd, head, _ = self.encode(X, Y)
+        net = self.network
+        with self.state.guard.reading():
+            return float(net.loss(self.state.params, head, Xd, Yd,
+                                  net.workspace(Xd.shape[0], backward=False)))
 
+    # ------------------------------------------------------------------ training
     def fit(self, X, y, *, epochs: int = 1, batch_size: int | None = None, optimizer=None,
             lr: float | None = None, lr_schedule="constant", shuffle: bool = True,
             validation_data=None, validation_split: float = 0.0, early_stopping=False,
@@ -425,8 +257,6 @@ class MLP:
         becomes NaN or Inf, raises DivergenceError and keeps the weights of the last epoch
         whose loss was finite.
         """
-        from accelnn import training
-
         return training.fit(
             self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
             lr_schedule=lr_schedule, shuffle=shuffle, validation_data=validation_data,
@@ -442,103 +272,39 @@ class MLP:
         the same loss array every time, overwritten by the next step: read it or copy it first."""
         opt = get_optimizer(optimizer, lr)
         lr = opt.lr if lr is None else check_lr(lr)
-        Xd, Yd, head, classes = self._prepare(X, y)
-        self._adopt(head, classes, opt)
-        step = self._step_function()
+        Xd, Yd, head, classes = self.encode(X, y)
+        self.head, self.classes_ = head, classes
+        self.state.set_optimizer(opt)
+        step = training.step_function(self.network, self.state, head)
         return lambda: step(Xd, Yd, lr)
 
-    def _adopt(self, head: Head, classes, opt: Optimizer | None = None) -> None:
-        self.head, self.classes_ = head, classes
-        if opt is not None and opt is not self._optimizer:
-            self._optimizer, self._opt_state = opt, opt.init_state(self.backend, self._params)
-            self.epoch_ = 0
-
-    def _batch_buffers(self, n: int, x_cols: int, y_cols: int):
-        """Reused (X, Y) buffers for a gathered mini-batch of n rows."""
-        ws = self._workspace(n)
-        if ws.batch is None or ws.batch[0].shape[1] != x_cols or ws.batch[1].shape[1] != y_cols:
-            ws.batch = (self.backend.empty((n, x_cols), self.dtype),
-                        self.backend.empty((n, y_cols), self.dtype))
-        return ws.batch
-
-    def _step_function(self, reducer=None):
-        """One training step, step(X, Y, lr) -> loss: the backend's compiled path when it
-        has one for this network, else the shared path below.
-
-        reducer: for data-parallel training (accelnn.distributed), a callable
-        `reducer(loss, grads, m) -> (loss, m_batch)` called between the gradients and the
-        update. X is then this process's part of a batch (possibly no rows: loss and grads
-        are then meaningless and the reducer must count them as zero); `loss` and `grads`
-        are the mean data loss and its gradients over those m rows, and the reducer replaces
-        the grads in place by the means over the whole batch, returning that batch's mean
-        loss and row count. L2 is added once afterwards, for the whole batch. With a
-        reducer, the backend's compiled path is never used."""
-        be, opt = self.backend, self._optimizer
-        if reducer is None:
-            spec = StepSpec(self.layer_sizes, self.activations, self.head, self.l2, opt,
-                            self.dtype)
-            fused = be.fused_train_step(spec)
-            if fused is not None:
-                return lambda X, Y, lr: fused(self._params, self._grads, self._opt_state, X,
-                                              Y, lr)
-
-        loss_grads = be.replayed(self._loss_grads) if reducer is None else None
-
-        def step(X, Y, lr):
-            if reducer is None:
-                loss = loss_grads(X, Y)
-            else:
-                m = X.shape[0]
-                loss, m = reducer(self._data_loss_grads(X, Y) if m else 0.0, self._grads, m)
-                loss = self._add_l2(loss, m)
-            opt.update(be, self._params, self._grads, self._opt_state, lr)
-            return loss
-
-        return step
-
+    # ------------------------------------------------------------------ files
     def save(self, path) -> None:
-        """Write weights, configuration, classes, RNG state, epoch count and optimizer state
-        to one .npz file, atomically; it loads without pickle. See accelnn.io."""
-        from accelnn.io import save
-
-        save(self, path)
+        """Write weights, configuration, classes, RNG state, epoch and sample counts and
+        optimizer state to one .npz file, atomically; it loads without pickle. See accelnn.io."""
+        io.save(path, io.ModelFile(self.get_config(), self.classes_, self.state.saved()))
 
     @classmethod
     def load(cls, path, *, backend=None) -> MLP:
-        """Read a model written by `save`; ValueError names what is wrong with a bad file."""
-        from accelnn.io import load
+        """Read a model written by `save` (or a checkpoint of fit), on `backend` (default: the
+        current selection), with its optimizer state, so that `fit(..., optimizer=None)`
+        continues it. ValueError names the file and what is wrong with it (accelnn.io.read)."""
+        record = io.read(path)
+        c = record.config
+        model = cls(c["layer_sizes"], c["hidden_activation"], c["output"], l2=c["l2"],
+                    dtype=c["dtype"], backend=backend, classes=record.classes)
+        model.state.adopt(record.state)
+        return model
 
-        return load(path, backend=backend)
-
-    def _read_checkpoint(self, path) -> dict:
-        from accelnn.io import read_checkpoint
-
-        return read_checkpoint(self, path)
-
-    def _write_checkpoint(self, path, run: dict) -> None:
-        from accelnn.io import save
-
-        save(self, path, run)
-
-    def _adopt_checkpoint(self, ckpt: dict) -> None:
-        """Take weights, classes, RNG, optimizer state and epoch from a loaded checkpoint."""
-        src = ckpt["model"]
-        for p, q in zip(self._params, src._params):
-            p[...] = q
-        self.head = self.head or src.head
-        self.classes_ = src.classes_
-        self._rng.bit_generator.state = src._rng.bit_generator.state
-        self._split_seed = src._split_seed
-        self._optimizer, self._opt_state, self.epoch_ = src._optimizer, src._opt_state, src.epoch_
-
-    def _need_head(self) -> None:
-        if self.head is None:
+    def _need_head(self) -> Head:
+        head = self.head
+        if head is None:
             raise RuntimeError("the output is 'auto' and not yet resolved: call fit first, "
                                "or create the MLP with output='sigmoid'|'softmax'|'identity'")
+        return head
 
     def _need_classifier(self) -> None:
-        self._need_head()
-        if self.head.name == "identity":
+        if self._need_head().name == "identity":
             raise RuntimeError("predict_proba needs a classifier (sigmoid or softmax output)")
 
     def __repr__(self) -> str:
@@ -546,7 +312,3 @@ class MLP:
         head = self.head.name if self.head else "auto"
         return (f"MLP({list(self.layer_sizes)}, hidden={acts}, output={head}, "
                 f"dtype={self.dtype.name}, backend={self.backend.name})")
-
-
-def _integral(y: np.ndarray) -> bool:
-    return y.dtype.kind in "biu" or (y.dtype.kind == "f" and bool(np.all(np.mod(y, 1) == 0)))

@@ -7,6 +7,7 @@ primitives; nothing in this module is backend-specific.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -15,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from accelnn import io
 from accelnn._data import check_host_X
+from accelnn.losses import get_head
+from accelnn.network import Scratch
 from accelnn.optimizers import check_lr, get_optimizer
 from accelnn.schedules import get_schedule
+from accelnn.targets import encode_targets
 
 MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
@@ -153,7 +158,7 @@ def _check_int(name: str, value, low: int, allow_none=False):
     return int(value)
 
 
-class _Data:
+class Data:
     """Rows to train or evaluate on. Device-resident normally; for a memory-mapped X
     (np.memmap) trained in mini-batches, X stays on the host and each batch is read from the
     file and moved alone, so the process never holds the whole of X. `rows` selects a subset
@@ -174,7 +179,8 @@ class _Data:
         """The rows idx (indices into this data: on the host when streaming, else on the
         device) as device arrays, gathered into reused buffers."""
         be, model = self.model.backend, self.model
-        Xbuf, Ybuf = model._batch_buffers(idx.shape[0], self.X.shape[1], self.Y.shape[1])
+        Xbuf, Ybuf = model.state.batch_buffers(model.network, idx.shape[0], self.X.shape[1],
+                                               self.Y.shape[1])
         if self.stream:
             src = idx if self.rows is None else self.rows[idx]
             return (be.asarray(self.X[src], model.dtype),
@@ -219,30 +225,91 @@ def _n_correct(xp, Z, Y, head_name: str):
     return ((Z > 0) == (Y > 0.5)).sum() / Z.shape[1]
 
 
-def evaluate(model, data: _Data, chunk: int = 4096) -> tuple[float, float | None]:
+def evaluate(model, data: Data, chunk: int = 4096) -> tuple[float, float | None]:
     """(loss, accuracy) of the model on `data`, a chunk at a time; accuracy None for a
-    regressor. One host synchronisation at the end."""
-    be, xp, head = model.backend, model.backend.xp, model.head
+    regressor. One host synchronisation at the end. Buffers live for this call only."""
+    be, xp, head, net, state = (model.backend, model.backend.xp, model.head, model.network,
+                                model.state)
+    scratch = Scratch(limit=math.inf)  # shared by the chunks of this call
     loss = correct = 0.0
-    for Xc, Yc in data.chunks(chunk):
-        Z = model._forward(Xc, model._workspace(Xc.shape[0]))
-        if head.name != "identity":
-            correct = correct + _n_correct(xp, Z, Yc, head.name)
-        loss = loss + be.loss_delta(Z, Yc, head, Z) * (Xc.shape[0] / data.m)
-    loss = float(loss + model._l2_loss(data.m))
+    with state.guard.reading():
+        for Xc, Yc in data.chunks(chunk):
+            Z = net.logits(state.params, Xc, scratch)
+            if head.name != "identity":
+                correct = correct + _n_correct(xp, Z, Yc, head.name)
+            loss = loss + be.loss_delta(Z, Yc, head, Z) * (Xc.shape[0] / data.m)
+        loss = float(loss + net.l2_loss(state.params, data.m))
     return loss, (None if head.name == "identity" else float(correct) / data.m)
 
 
-def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
-        validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
-        checkpoint, resume_from, part=None, reducer=None):
+def step_function(network, state, head, reducer=None):
+    """One training step of `network` on `state`, step(X, Y, lr) -> loss (0-d backend array,
+    before the update): the backend's compiled path when it has one for this network, else
+    the shared path. The parameters change under `state.guard.writing()` only.
+
+    reducer: for data-parallel training (accelnn.distributed), a callable
+    `reducer(loss, grads, m) -> (loss, m_batch)` called between the gradients and the
+    update. X is then this process's part of a batch (possibly no rows: loss and grads
+    are then meaningless and the reducer must count them as zero); `loss` and `grads`
+    are the mean data loss and its gradients over those m rows, and the reducer replaces
+    the grads in place by the means over the whole batch, returning that batch's mean
+    loss and row count. L2 is added once afterwards, for the whole batch. With a
+    reducer, the backend's compiled path is never used."""
+    be, opt, guard = network.backend, state.optimizer, state.guard
+    params, grads, opt_state = state.params, state.grads, state.opt_state
+    if reducer is None:
+        fused = be.fused_train_step(network.spec(head, opt))
+        if fused is not None:
+            def fused_step(X, Y, lr):
+                with guard.writing():
+                    return fused(params, grads, opt_state, X, Y, lr)
+
+            return fused_step
+
+    def loss_grads(X, Y):
+        ws = state.workspace(network, X.shape[0])
+        return network.loss_grads(params, grads, head, X, Y, ws)
+
+    replay = be.replayed(loss_grads) if reducer is None else None
+
+    def step(X, Y, lr):
+        if reducer is None:
+            loss = replay(X, Y)
+        else:
+            m = X.shape[0]
+            ws = state.workspace(network, m)
+            loss, m = reducer(network.data_loss_grads(params, grads, head, X, Y, ws)
+                              if m else 0.0, grads, m)
+            loss = network.add_l2(params, grads, loss, m)
+        with guard.writing():
+            opt.update(be, params, grads, opt_state, lr)
+        return loss
+
+    return step
+
+
+def fit(model, X, y, **options):
+    """MLP.fit (see its docstring), for one thread at a time per model: RuntimeError when
+    another thread is already training this model."""
+    if not model.state.busy.acquire(blocking=False):
+        raise RuntimeError("this model is already being trained in another thread; a model "
+                           "trains in one thread at a time (predictions may run alongside)")
+    try:
+        return _fit(model, X, y, **options)
+    finally:
+        model.state.busy.release()
+
+
+def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
+         validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
+         checkpoint, resume_from, part=None, reducer=None):
     """MLP.fit (see its docstring). Every argument is checked before anything changes.
 
     Data-parallel seams (accelnn.distributed): part=(lo, m) says X holds rows lo, lo+1, ...
     of a data set of m rows split across processes and y holds the targets of all m rows
-    (see MLP._prepare); batches are drawn over all m rows and this process trains on its
+    (see MLP.encode); batches are drawn over all m rows and this process trains on its
     rows of each. reducer combines every step's gradients across processes (see
-    MLP._step_function). With a part, accuracy metrics and validation_split are rejected:
+    step_function). With a part, accuracy metrics and validation_split are rejected:
     they would see this process's rows only."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
@@ -271,25 +338,14 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
     if lr is not None:
         check_lr(lr)
 
-    resumed = None
-    if resume_from is not None:
-        if optimizer is not None:
-            raise ValueError("resume_from restores the optimizer saved in the checkpoint; "
-                             "leave optimizer unset")
-        resumed = model._read_checkpoint(resume_from)
-        opt = resumed["optimizer"]
-        if resumed["epoch"] >= epochs:
-            raise ValueError(f"{resume_from}: the checkpoint is at epoch {resumed['epoch']}, "
-                             f"nothing is left to run for epochs={epochs}")
-        run = resumed["run"] or {}
-        if run and run.get("schedule") != schedule.name:
-            raise ValueError(f"{resume_from}: the checkpoint ran lr_schedule "
-                             f"{run.get('schedule')!r}; resume it with the same, not "
-                             f"{schedule.name!r}")
-        if lr is None and "lr" in run:
-            lr = check_lr(run["lr"])
+    resumed = _read_resume(model, resume_from, optimizer, epochs, schedule, lr) \
+        if resume_from is not None else None
+    if resumed is not None:
+        opt = resumed.state.optimizer
+        if lr is None and "lr" in (resumed.state.run or {}):
+            lr = check_lr(resumed.state.run["lr"])
     elif optimizer is None:
-        opt = model._optimizer or get_optimizer("sgd", lr)
+        opt = model.state.optimizer or get_optimizer("sgd", lr)
     else:
         opt = get_optimizer(optimizer, lr)
 
@@ -300,19 +356,24 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
                          "validation_data, which every process evaluates whole")
 
     # Targets are encoded as the checkpoint (when resuming) or the model already does.
-    known = resumed["model"] if resumed is not None else model
+    known_head, known_classes = model.head, model.classes_
+    if resumed is not None:
+        output = resumed.config["output"]
+        known_head = model.head or (None if output == "auto" else get_head(output))
+        known_classes = resumed.classes
     stream = isinstance(X, np.memmap) and batch_size is not None
     if stream:
         Xd = check_host_X(X, model.layer_sizes[0], model.dtype)
         lo, m = part or (0, Xd.shape[0])
-        head, classes, Y = model._encode_targets(y, m, known.head, known.classes_)
+        head, classes, Y = encode_targets(y, m, model.layer_sizes[-1], known_head,
+                                          known_classes)
         Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
     else:
-        Xd, Yd, head, classes = model._prepare(X, y, head=known.head, classes=known.classes_,
-                                               part=part)
+        Xd, Yd, head, classes = model.encode(X, y, head=known_head, classes=known_classes,
+                                             part=part)
     val = None
     if validation_data is not None:
-        val = _Data(model, *model._prepare(*validation_data, head=head, classes=classes)[:2])
+        val = Data(model, *model.encode(*validation_data, head=head, classes=classes)[:2])
     needs_accuracy = "accuracy" in metrics or (stopper and "accuracy" in stopper.monitor)
     if needs_accuracy and head.name == "identity":
         raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")
@@ -331,64 +392,74 @@ def fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
                              f"not writable")
 
     # Every check passed: from here on the model changes.
+    state = model.state
     if resumed is not None:
-        model._adopt_checkpoint(resumed)
-    model._adopt(head, classes, opt)
+        state.adopt(resumed.state)
+    model.head, model.classes_ = head, classes
+    state.set_optimizer(opt)
     rows = None
     if validation_split:
-        perm = np.random.default_rng(model._split_seed).permutation(Xd.shape[0])
+        perm = np.random.default_rng(state.split_seed).permutation(Xd.shape[0])
         keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
         be = model.backend
         if stream:  # both parts stay in the file: only their row numbers are kept
-            val = _Data(model, Xd, Yd[be.asarray(hold)], rows=hold)
+            val = Data(model, Xd, Yd[be.asarray(hold)], rows=hold)
             rows, Yd = keep, Yd[be.asarray(keep)]
         else:
-            val = _Data(model, Xd[be.asarray(hold)], Yd[be.asarray(hold)])
+            val = Data(model, Xd[be.asarray(hold)], Yd[be.asarray(hold)])
             Xd, Yd = Xd[be.asarray(keep)], Yd[be.asarray(keep)]
-    first = model.epoch_
+    first = state.epoch
     last = epochs if resumed is not None else first + epochs
     schedule.bind(last)
-    if resumed is not None and resumed["run"]:
-        schedule.load_state(resumed["run"]["schedule_state"])
-    run = _Run(model, _Data(model, Xd, Yd, rows, part), batch_size, shuffle,
+    if resumed is not None and resumed.state.run:
+        schedule.load_state(resumed.state.run["schedule_state"])
+    run = _Run(model, Data(model, Xd, Yd, rows, part), batch_size, shuffle,
                val, needs_accuracy, stopper, schedule,
                cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
     return run.go(first, last)
 
 
-class _Snapshot:
-    """A model's weights, optimizer state, epoch count and RNG state at one moment, kept in
-    buffers reused from epoch to epoch: what a diverging fit rolls back to."""
-
-    def __init__(self, model):
-        self.model = model
-        self.arrays = [model.backend.copy(a) for a in self._live()]
-        self._keep_scalars()
-
-    def _live(self) -> list:
-        model, opt = self.model, self.model._optimizer
-        return model._params + [a for key in opt.state_arrays for a in model._opt_state[key]]
-
-    def _keep_scalars(self) -> None:
-        model = self.model
-        self.scalars = {k: model._opt_state[k] for k in model._optimizer.state_scalars}
-        self.epoch, self.rng = model.epoch_, model._rng.bit_generator.state
-
-    def take(self) -> None:
-        for keep, a in zip(self.arrays, self._live()):
-            keep[...] = a
-        self._keep_scalars()
-
-    def restore(self) -> None:
-        for a, keep in zip(self._live(), self.arrays):
-            a[...] = keep
-        model = self.model
-        model._opt_state.update(self.scalars)
-        model.epoch_, model._rng.bit_generator.state = self.epoch, self.rng
-
-
-def _all_finite(model) -> bool:
-    return all(model.backend.all_finite(p) for p in model._params)
+def _read_resume(model, path, optimizer, epochs: int, schedule, lr) -> io.ModelFile:
+    """The checkpoint at `path`, checked against the model and this fit before anything
+    changes: the same network (layers, activations, dtype) and output, optimizer state to
+    resume, epochs left to run, and the same schedule, whose saved state must load and give a
+    usable learning rate. ValueError naming the file otherwise."""
+    if optimizer is not None:
+        raise ValueError("resume_from restores the optimizer saved in the checkpoint; "
+                         "leave optimizer unset")
+    record = io.read(path)
+    config, state = record.config, record.state
+    mine = model.get_config()
+    keys = ("layer_sizes", "hidden_activation", "dtype")
+    if [config[k] for k in keys] != [mine[k] for k in keys]:
+        raise ValueError(f"{path}: the checkpoint is of another network (layers, activations,"
+                         f" dtype) {tuple(config[k] for k in keys)}, not "
+                         f"{tuple(mine[k] for k in keys)}")
+    if "auto" not in (mine["output"], config["output"]) and mine["output"] != config["output"]:
+        raise ValueError(f"{path}: the checkpoint has a {config['output']} output, the model "
+                         f"a {mine['output']} output")
+    if state.optimizer is None:
+        raise ValueError(f"{path}: the file holds no optimizer state to resume from")
+    if state.epoch >= epochs:
+        raise ValueError(f"{path}: the checkpoint is at epoch {state.epoch}, nothing is left "
+                         f"to run for epochs={epochs}")
+    run = state.run or {}
+    if run and run.get("schedule") != schedule.name:
+        raise ValueError(f"{path}: the checkpoint ran lr_schedule {run.get('schedule')!r}; "
+                         f"resume it with the same, not {schedule.name!r}")
+    if run:
+        trial = copy.deepcopy(schedule)
+        try:
+            lr0 = check_lr(run["lr"] if lr is None else lr)
+            trial.bind(epochs)
+            trial.load_state(run["schedule_state"])
+            rate = trial.lr(lr0, state.epoch, state.samples_seen)
+            if not (isinstance(rate, float) and math.isfinite(rate) and rate >= 0):
+                raise ValueError(f"it gives the learning rate {rate!r}")
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ValueError(f"{path}: bad schedule state {run.get('schedule_state')!r} for "
+                             f"{schedule.name!r}: {type(exc).__name__}: {exc}") from exc
+    return record
 
 
 class _Run:
@@ -402,15 +473,16 @@ class _Run:
 
     def _epoch(self, step, epoch: int) -> tuple[float, float]:
         """One pass over the data; returns (sample-weighted mean step loss, lr)."""
-        model = self.model
-        lr = self.schedule.lr(self.lr0, epoch, epoch * self.data.m)
+        state = self.model.state
+        lr = self.schedule.lr(self.lr0, epoch, state.samples_seen)
         order = None
         if self.bs < self.data.m and self.shuffle:
-            order = model._rng.permutation(self.data.m)
+            order = state.rng.permutation(self.data.m)
         total = 0.0
         for Xb, Yb, weight in self.data.batches(self.bs, order):
             loss = step(Xb, Yb, lr)
             total = loss if weight == 1.0 else total + loss * weight
+        state.samples_seen += self.data.m
         return float(total), lr
 
     def _logs(self, loss: float, lr: float) -> dict:
@@ -428,10 +500,10 @@ class _Run:
     # reported as DivergenceError: NumPy's warnings about it would only be noise.
     @np.errstate(over="ignore", invalid="ignore")
     def go(self, first: int, last: int) -> History:
-        model, be = self.model, self.model.backend
+        model, be, state = self.model, self.model.backend, self.model.state
         history = History()
-        step = model._step_function(self.reducer)
-        start = _Snapshot(model)  # the state at the start of the current epoch
+        step = step_function(model.network, state, model.head, self.reducer)
+        start = state.snapshot()  # the state at the start of the current epoch
         good = None  # ... and at the start of the last epoch whose loss was finite
         best, best_score, wait = None, math.inf, 0
         progress = _Progress(self.verbose, last - first)
@@ -439,12 +511,13 @@ class _Run:
         try:
             for epoch in range(first, last):
                 if epoch > first:
-                    start.take()
+                    state.snapshot(into=start)
                 loss, lr = self._epoch(step, epoch)
                 if not math.isfinite(loss):
-                    self._diverged(good, start, f"the loss became {loss} in epoch {epoch + 1}")
-                good, start = start, (good if good is not None else _Snapshot(model))
-                model.epoch_ = epoch + 1
+                    self._diverged(state, good, start,
+                                   f"the loss became {loss} in epoch {epoch + 1}")
+                good, start = start, (good if good is not None else state.snapshot())
+                state.epoch = epoch + 1
                 logs = self._logs(loss, lr)
                 self.schedule.end_epoch(logs.get("val_loss", loss))
                 history.append(logs)
@@ -454,7 +527,7 @@ class _Run:
                     if score < best_score - self.stopper.min_delta:
                         best_score, wait = score, 0
                         if self.stopper.restore_best_weights:
-                            best = [be.copy(p) for p in model._params]
+                            best = [be.copy(p) for p in state.params]
                     else:
                         wait += 1
                         if wait >= self.stopper.patience:
@@ -462,33 +535,36 @@ class _Run:
                 for cb in self.cbs:
                     cb(epoch + 1, logs, model)
                 last_epoch = model.stop_training or epoch + 1 == last
-                if (self.checkpoint is not None or last_epoch) and not _all_finite(model):
+                if (self.checkpoint is not None or last_epoch) and not state.all_finite():
                     # The epoch's loss was finite, but its last update was not.
-                    self._diverged(good, None, f"the last update of epoch {epoch + 1} made "
-                                               f"weights NaN or Inf")
+                    self._diverged(state, good, None, f"the last update of epoch {epoch + 1} "
+                                                      f"made weights NaN or Inf")
                 if self.checkpoint is not None and not (history.stopped_early and best):
-                    model._write_checkpoint(self.checkpoint, self._run_state())
+                    self._write_checkpoint()
                 if model.stop_training:
                     break
         finally:
             progress.close()
         if history.stopped_early and best is not None:
-            for p, keep in zip(model._params, best):
-                p[...] = keep
+            state.set_params(best)
             if self.checkpoint is not None:
-                model._write_checkpoint(self.checkpoint, self._run_state())
+                self._write_checkpoint()
         return history
 
-    def _run_state(self) -> dict:
-        """What a checkpoint needs beyond the model to resume this run exactly."""
-        return {"schedule": self.schedule.name, "schedule_state": self.schedule.state(),
-                "lr": self.lr0}
+    def _write_checkpoint(self) -> None:
+        """The model and what it needs beyond that to resume this run exactly: the schedule's
+        name and state and the initial lr."""
+        model = self.model
+        run = {"schedule": self.schedule.name, "schedule_state": self.schedule.state(),
+               "lr": self.lr0}
+        io.save(self.checkpoint, io.ModelFile(model.get_config(), model.classes_,
+                                              model.state.saved(run)))
 
     @staticmethod
-    def _diverged(good, start, what: str):
+    def _diverged(state, good, start, what: str):
         """Roll back to the last state whose loss was finite and raise DivergenceError."""
         back = good if good is not None else start
-        back.restore()
+        state.restore(back)
         kept = (f"the start of epoch {back.epoch + 1}, the last whose loss was finite"
                 if good is not None else "the start of this fit")
         raise DivergenceError(f"training diverged: {what}; the model keeps its weights, "

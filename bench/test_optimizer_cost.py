@@ -37,10 +37,10 @@ def test_update_cost(benchmark, config, backend, what):
     else:
         model.loss_and_grads(inputs.X, inputs.y)
         opt = get_optimizer(what, 1e-3)
-        state = opt.init_state(be, model._params)
+        state = opt.init_state(be, model.state.params)
 
         def fn():
-            opt.update(be, model._params, model._grads, state, opt.lr)
+            opt.update(be, model.state.params, model.state.grads, state, opt.lr)
     fn()
     be.synchronize()
 
@@ -49,5 +49,5 @@ def test_update_cost(benchmark, config, backend, what):
         be.synchronize()
 
     benchmark.group = f"{config}-float32-{backend}"
-    benchmark.extra_info.update(parameters=sum(p.size for p in model._params))
+    benchmark.extra_info.update(parameters=sum(p.size for p in model.state.params))
     benchmark(call)

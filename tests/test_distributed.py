@@ -288,8 +288,9 @@ def test_one_rank_equals_fit():
 def test_reducer_step_takes_the_shared_path_and_empty_parts(monkeypatch):
     model = _model()
     X, y = _data()
-    Xd, Yd, head, classes = model._prepare(X, y)
-    model._adopt(head, classes, accelnn.SGD(0.1))
+    Xd, Yd, head, classes = model.encode(X, y)
+    model.head, model.classes_ = head, classes
+    model.state.set_optimizer(accelnn.SGD(0.1))
 
     def no_fast_path(spec):
         raise AssertionError("a step with a reducer must not ask for the fused path")
@@ -300,7 +301,7 @@ def test_reducer_step_takes_the_shared_path_and_empty_parts(monkeypatch):
     def reducer(loss, grads, m):
         seen.append(m)
         return loss, M
-    step = model._step_function(reducer)
+    step = training.step_function(model.network, model.state, head, reducer)
     step(Xd[:10], Yd[:10], 0.1)
     step(Xd[:0], Yd[:0], 0.1)
     assert seen == [10, 0]
@@ -309,9 +310,9 @@ def test_reducer_step_takes_the_shared_path_and_empty_parts(monkeypatch):
 def test_part_batches_hold_this_process_rows():
     model = _model()
     X, y = _data()
-    Xd, Yd, head, classes = model._prepare(X[40:70], y, part=(40, M))
+    Xd, Yd, head, classes = model.encode(X[40:70], y, part=(40, M))
     assert np.array_equal(Yd.argmax(axis=1), y[40:70])
-    data = training._Data(model, Xd, Yd, part=(40, M))
+    data = training.Data(model, Xd, Yd, part=(40, M))
     assert data.m == M
     order = np.random.default_rng(3).permutation(M)
     rows, weights = [], []

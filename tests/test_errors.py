@@ -23,9 +23,9 @@ def _snapshot(model):
     classes = None if model.classes_ is None else model.classes_.copy()
     weights = [w.copy() for pair in model.get_weights() for w in pair]
     state = {k: [be.to_numpy(a).copy() for a in v] if isinstance(v, list) else v
-             for k, v in model._opt_state.items()}
-    return (weights, model.head, classes, model._rng.bit_generator.state, model._optimizer,
-            state, model.epoch_)
+             for k, v in model.state.opt_state.items()}
+    return (weights, model.head, classes, model.state.rng.bit_generator.state,
+            model.state.optimizer, state, model.epoch_)
 
 
 def _assert_unchanged(model, snap):
@@ -167,7 +167,7 @@ def test_target_rules_reject_mismatched_targets():
 
 
 def _all_finite(model):
-    state = [a for v in model._opt_state.values() if isinstance(v, list) for a in v]
+    state = [a for v in model.state.opt_state.values() if isinstance(v, list) for a in v]
     return all(np.isfinite(w).all() for pair in model.get_weights() for w in pair) and all(
         np.isfinite(model.backend.to_numpy(a)).all() for a in state)
 
@@ -191,7 +191,7 @@ def test_diverging_fit_stops_and_keeps_last_finite_state(backend):
                for a, b in zip(pa, pb))
     if kept_epoch:
         assert all(np.array_equal(backend.to_numpy(a), backend.to_numpy(b)) for a, b in
-                   zip(model._opt_state["velocity"], replay._opt_state["velocity"]))
+                   zip(model.state.opt_state["velocity"], replay.state.opt_state["velocity"]))
 
 
 def test_a_last_update_that_overflows_is_caught(backend):

@@ -32,7 +32,7 @@ def test_round_trip(tmp_path, trained, backend):
     assert loaded.classes_.tolist() == ["gap", "petal"]
     for (W0, b0), (W1, b1) in zip(model.get_weights(), loaded.get_weights()):
         assert np.array_equal(W0, W1) and np.array_equal(b0, b1)
-    assert loaded._rng.bit_generator.state == model._rng.bit_generator.state
+    assert loaded.state.rng.bit_generator.state == model.state.rng.bit_generator.state
     # Same weights; another backend's arithmetic may differ in the last bits.
     assert max_rel_err(backend.to_numpy(loaded.predict_proba(X)), model.predict_proba(X)) < 1e-12
     with np.load(path, allow_pickle=False) as data:  # loads without pickle

@@ -77,7 +77,7 @@ def test_a_memory_map_too_large_for_float32_is_rejected_before_training(tmp_path
     model = accelnn.MLP([2, 1], dtype="float32", backend="numpy")
     with pytest.raises(ValueError, match=r"values too large for float32 \(row 42, column 1\)"):
         model.fit(np.load(tmp_path / "X.npy", mmap_mode="r"), np.zeros(100), batch_size=10)
-    assert model.head is None and model._optimizer is None
+    assert model.head is None and model.state.optimizer is None
 
 
 ROWS, FEATURES = 2_000_000, 256  # float32: 2.05 GB

@@ -18,7 +18,7 @@ from accelnn.backends import get_backend  # noqa: E402
 from accelnn.backends.base import Backend  # noqa: E402
 from accelnn.backends.numba_backend import NumbaBackend  # noqa: E402
 from accelnn.losses import HEADS  # noqa: E402
-from accelnn.model import StepSpec  # noqa: E402
+from accelnn.network import StepSpec  # noqa: E402
 from accelnn.optimizers import SGD, Adam, Optimizer, RMSprop  # noqa: E402
 from tests.conftest import max_rel_err  # noqa: E402
 
@@ -250,11 +250,12 @@ def test_fused_step_leaves_the_update_to_other_optimizers(nb):
     opt = _Frozen(0.1)
     step = nb.fused_train_step(StepSpec(model.layer_sizes, model.activations, model.head, 0.0,
                                         opt, model.dtype))
-    before = [p.copy() for p in model._params]
+    before = [p.copy() for p in model.state.params]
     X, Y = np.array([[np.nan, 1.0], [0.5, 2.0]]), np.array([[1.0], [0.0]])
-    loss = step(model._params, model._grads, opt.init_state(nb, model._params), X, Y, 0.1)
-    assert np.isnan(loss) and np.isnan(model._grads[0]).any()
-    for p, q in zip(model._params, before):
+    params, grads = model.state.params, model.state.grads
+    loss = step(params, grads, opt.init_state(nb, params), X, Y, 0.1)
+    assert np.isnan(loss) and np.isnan(model.state.grads[0]).any()
+    for p, q in zip(model.state.params, before):
         assert np.array_equal(p, q)
 
 

@@ -114,7 +114,7 @@ def test_validation_split_is_seeded_and_metrics_are_right():
     assert min(ha["accuracy"][-1], ha["val_accuracy"][-1]) <= hand + 1e-12
     assert hand <= max(ha["accuracy"][-1], ha["val_accuracy"][-1]) + 1e-12
     # val_loss equals the loss of the model on the held-out rows.
-    perm = np.random.default_rng(a._split_seed).permutation(40)
+    perm = np.random.default_rng(a.state.split_seed).permutation(40)
     hold = np.sort(perm[:10])
     assert ha["val_loss"][-1] == pytest.approx(a.loss(X[hold], y[hold]), rel=1e-12)
 
@@ -253,7 +253,7 @@ def test_resume_equals_an_uninterrupted_run(backend, tmp_path, optimizer):
         assert all(np.array_equal(a, b) for a, b in pairs)  # bit for bit
     else:
         assert max(max_rel_err(b, a) for a, b in pairs) < 1e-12
-    assert whole._rng.bit_generator.state == resumed._rng.bit_generator.state
+    assert whole.state.rng.bit_generator.state == resumed.state.rng.bit_generator.state
 
 
 def test_load_then_fit_continues_the_optimizer(tmp_path):
@@ -262,9 +262,11 @@ def test_load_then_fit_continues_the_optimizer(tmp_path):
     a.fit(X, y, epochs=2, optimizer="adam", batch_size=5)
     a.save(tmp_path / "m.npz")
     b = accelnn.MLP.load(tmp_path / "m.npz", backend="numpy")
-    assert b._optimizer.config() == a._optimizer.config() and b._opt_state["t"] == 10
+    assert b.state.optimizer.config() == a.state.optimizer.config()
+    assert b.state.opt_state["t"] == 10
     for key in ("m", "v"):
-        assert all(np.array_equal(p, q) for p, q in zip(a._opt_state[key], b._opt_state[key]))
+        assert all(np.array_equal(p, q)
+                   for p, q in zip(a.state.opt_state[key], b.state.opt_state[key]))
     a.fit(X, y, epochs=1, batch_size=5)
     b.fit(X, y, epochs=1, batch_size=5)
     assert all(np.array_equal(p, q) for pa, pb in zip(a.get_weights(), b.get_weights())

@@ -168,9 +168,9 @@ def test_validation_history_and_optimizers():
     hist = model.fit(X[:80], y[:80], epochs=5, batch_size=20, optimizer=opt,
                      validation_data=(X[80:], y[80:]))
     assert len(hist["val_loss"]) == 5 and hist.epochs == 5
-    assert model._opt_state["t"] == 20
+    assert model.state.opt_state["t"] == 20
     model.fit(X[:80], y[:80], epochs=1, batch_size=20, optimizer=opt)
-    assert model._opt_state["t"] == 24  # the same optimizer object continues its state
+    assert model.state.opt_state["t"] == 24  # the same optimizer object continues its state
     for name in ("sgd", "momentum", "nesterov", "adam", "adamw"):
         h = accelnn.MLP([2, 8, 3], "relu", seed=0, backend="numpy").fit(
             X, y, epochs=20, optimizer=name, lr=0.05)
