@@ -1,0 +1,73 @@
+"""Benchmarks: throughput and numerical agreement of every backend, side by side.
+
+`accelnn bench` answers "which backend should I use on this machine, how much faster is it, and
+do the numbers agree?" over the standard configurations of DESIGN.md section 5:
+
+    seed   [2, 4, 1]                          tanh / sigmoid   full batch of 400 (flower data)
+    mnist  [784, 256, 10]                     relu / softmax   batch 128
+    wide   [1024, 2048, 2048, 10]             relu / softmax   batch 512
+    deep   [64, 128 x 6, 10]                  relu / softmax   batch 32
+
+Phases, each on data already on the backend's device:
+
+    predict     model.forward(X): the forward pass to the output probabilities
+    train_step  one SGD step of model.step_function(X, y): forward, backward and update
+
+Timing: the first call (JIT compilation, workspace allocation) is timed alone; `compile_s` is
+that first call minus a steady call. Kernels are compiled once per process and dtype (and cached
+on disk by Numba), so compile time shows on the first configuration that needs them. Then calls
+are grouped into samples of at least `min_time / 20`, the device synchronized before each clock
+read, until `min_time` has passed and at least `min_samples` samples are taken; the median time
+per call and its interquartile range (IQR) are reported.
+
+FLOPs count the GEMMs only (bias, activations and the update are a small extra), exactly:
+predict 2 m sum(n_in n_out); a train step adds dW = A_prev.T @ dZ for every layer and
+dA_prev = dZ @ W.T for every layer but the first, 2 m (3 sum(n_in n_out) - n_0 n_1) in all.
+`gemm_fraction` is the achieved GFLOP/s over the rate of the backend's own matmul on exactly the
+phase's GEMM shapes, measured in the same run: 1.0 means the phase runs at GEMM speed.
+
+Agreement, in the same run: every backend starts from the same weights and data (rounded to its
+dtype) as a float64 NumPy reference. `max_rel_err` is the largest max |a - b| / max |b| of the
+forward output (predict rows) or of the loss and every gradient array (train_step rows), with
+the limits of DESIGN.md section 4: 1e-12 in float64, 1e-5 in float32. `weights_rel_err` is that
+of all the weights together after 10 training steps, limits 1e-12 and 1e-3 (WEIGHTS_LIMITS says
+why float32 needs more). Rows beyond a limit are flagged, not hidden.
+
+Peers: PyTorch (eager, torch.optim.SGD) and JAX (jitted) run the same network as extra rows
+marked peer, when they import; they are never a dependency.
+"""
+
+from __future__ import annotations
+
+from .command import add_arguments, main
+from .configs import (
+    AGREEMENT_STEPS,
+    CONFIGS,
+    DTYPES,
+    ERR_LIMITS,
+    LR,
+    PEERS,
+    PHASES,
+    SCHEMA,
+    WEIGHTS_LIMITS,
+    BenchError,
+    Config,
+    Gemm,
+    Inputs,
+    gemm_operands,
+    make_inputs,
+)
+from .measuring import Timing, agreement, measure, reference, rel_err, time_once
+from .peers import JaxSubject, PlainNumpySubject, TorchSubject
+from .report import compare, plot, to_markdown
+from .runner import Progress, parse_names, run
+from .subjects import PEER_CLASSES, ModelSubject, backend_names, make_subject, unavailable_reason
+
+__all__ = [
+    "AGREEMENT_STEPS", "CONFIGS", "DTYPES", "ERR_LIMITS", "LR", "PEERS", "PEER_CLASSES", "PHASES",
+    "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs", "JaxSubject",
+    "ModelSubject", "PlainNumpySubject", "Progress", "Timing", "TorchSubject", "add_arguments",
+    "agreement", "backend_names", "compare", "gemm_operands", "main", "make_inputs",
+    "make_subject", "measure", "parse_names", "plot", "reference", "rel_err", "run", "time_once",
+    "to_markdown", "unavailable_reason",
+]

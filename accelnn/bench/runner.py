@@ -1,0 +1,223 @@
+"""The runner: the matrix of configurations, dtypes, backends and phases, each row timed and
+checked with every step guarded, gathered into the report (the JSON document)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import sys
+import time
+
+from .configs import (
+    AGREEMENT_STEPS,
+    CONFIGS,
+    DTYPES,
+    ERR_LIMITS,
+    LR,
+    PEERS,
+    PHASES,
+    SCHEMA,
+    WEIGHTS_LIMITS,
+    BenchError,
+    Gemm,
+    make_inputs,
+)
+from .measuring import agreement, measure, reference
+from .subjects import backend_names, make_subject, unavailable_reason
+
+
+class Progress:
+    """A one-line progress bar on stderr when it is a terminal; silent when piped."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.done = total, 0
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = total > 0 and self.stream.isatty()
+
+    def show(self, label: str) -> None:
+        if self.enabled:
+            filled = 30 * self.done // self.total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] "
+                              f"{self.done}/{self.total} {label:<40.40}")
+            self.stream.flush()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 80 + "\r")
+            self.stream.flush()
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def parse_names(value, valid, what: str) -> list[str]:
+    """A comma-separated string or list of names, each checked against `valid` (BenchError
+    listing the valid ones otherwise); None means all of them."""
+    if value is None:
+        return list(valid)
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [n.strip().lower() for n in names if n.strip()]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise BenchError(f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
+                         f"choose from: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = False,
+        min_time: float | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Run the benchmark matrix and return the report (the JSON document).
+
+    configs, backends, dtypes, phases: names (lists or comma-separated), default all; backends
+    include the peers torch and jax. Unknown names raise BenchError; backends that cannot run
+    here are listed under "skipped" with the reason. quick: min_time 0.05 s and 3 samples a row
+    (CI), else 0.5 s and 5. A backend that raises is reported in its rows as failed."""
+    configs = [CONFIGS[n] for n in parse_names(configs, list(CONFIGS), "config")]
+    names = parse_names(backends, backend_names(), "backend")
+    dtypes = parse_names(dtypes, list(DTYPES), "dtype")
+    phases = parse_names(phases, list(PHASES), "phase")
+    min_time = (0.05 if quick else 0.5) if min_time is None else float(min_time)
+    if not min_time > 0:
+        raise BenchError(f"min_time must be > 0 seconds, got {min_time}")
+    min_samples = 3 if quick else 5
+    skipped = {n: r for n in names if (r := unavailable_reason(n)) is not None}
+    runnable = [n for n in names if n not in skipped]
+
+    records, gemm_rates = [], []
+    bar = Progress(len(configs) * len(dtypes) * len(runnable) * len(phases)
+                   if progress else 0)
+    for config in configs:
+        for dtype in dtypes:
+            inputs = make_inputs(config, dtype, seed)
+            try:
+                ref, ref_error = reference(config, inputs, phases), None
+            except Exception as exc:
+                ref, ref_error = None, f"reference failed: {_error_text(exc)}"
+            for name in runnable:
+                bar.show(f"{config.name} {dtype} {name}")
+                rows, gemm = _bench_subject(name, config, dtype, inputs, phases, ref,
+                                            ref_error, min_time, min_samples)
+                records += rows
+                if gemm:
+                    gemm_rates.append(gemm)
+                bar.advance(len(phases))
+    bar.close()
+    _add_speedups(records)
+    from accelnn.machine import machine_info
+
+    return {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"configs": [c.name for c in configs], "backends": names,
+                     "dtypes": dtypes, "phases": phases, "quick": quick, "min_time_s": min_time,
+                     "min_samples": min_samples, "seed": seed, "lr": LR,
+                     "agreement_steps": AGREEMENT_STEPS, "err_limits": ERR_LIMITS,
+                     "weights_limits": WEIGHTS_LIMITS},
+        "machine": {**machine_info(), "backends": _backend_infos(runnable)},
+        "skipped": [{"backend": n, "reason": r} for n, r in skipped.items()],
+        "records": records,
+        "gemm": gemm_rates,
+    }
+
+
+def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time,
+                   min_samples):
+    """The rows of one backend on one (config, dtype), and its GEMM rates. Every step is
+    guarded: what raises marks the rows failed with the error, the rest is kept."""
+    measured = dict.fromkeys(("device", "error", "median_s", "q1_s", "q3_s", "iqr_s", "calls",
+                              "samples_per_s", "gflops", "gemm_gflops", "gemm_fraction",
+                              "compile_s", "max_rel_err", "weights_rel_err", "within_limit",
+                              "errors", "speedup_vs_numpy"))
+    rows = {p: {"config": config.name, "phase": p, "backend": name, "dtype": dtype,
+                "peer": name in PEERS, "batch": config.batch, "layers": list(config.layers),
+                "gflop": config.flops(p) / 1e9, "err_limit": ERR_LIMITS[dtype],
+                "weights_err_limit": WEIGHTS_LIMITS[dtype], "status": "ok", **measured}
+            for p in phases}
+
+    def fail(row, exc):
+        row["status"], row["error"] = "failed", _error_text(exc)
+
+    try:
+        subject = make_subject(name, config, dtype, inputs)
+    except Exception as exc:
+        for row in rows.values():
+            fail(row, exc)
+        return list(rows.values()), None
+
+    first = {}
+    for p in phases:  # first calls before anything else runs on this subject: compile time
+        rows[p]["device"] = subject.device
+        try:
+            t0 = time.perf_counter()
+            fn = subject.phase(p)
+            fn()
+            subject.synchronize()
+            first[p] = fn, time.perf_counter() - t0
+        except Exception as exc:
+            fail(rows[p], exc)
+
+    shapes = list(dict.fromkeys(g for p in phases for g in config.gemms(p)))
+    seconds = {}  # GEMM -> median seconds of one call of the backend's matmul
+
+    def gemm_seconds(g: Gemm) -> float:
+        if g not in seconds:
+            seconds[g] = measure(subject.gemm(g), subject.synchronize, min_time / len(shapes),
+                                 min_samples).median_s
+        return seconds[g]
+
+    for p, (fn, first_s) in first.items():
+        row, flops = rows[p], config.flops(p)
+        try:
+            t = measure(fn, subject.synchronize, min_time, min_samples)
+            row.update(median_s=t.median_s, q1_s=t.q1_s, q3_s=t.q3_s, iqr_s=t.q3_s - t.q1_s,
+                       calls=t.calls, samples_per_s=config.batch / t.median_s,
+                       gflops=flops / t.median_s / 1e9,
+                       compile_s=max(0.0, first_s - t.median_s))
+            rate = flops / sum(gemm_seconds(g) for g in config.gemms(p)) / 1e9
+            row.update(gemm_gflops=rate, gemm_fraction=row["gflops"] / rate)
+            if ref is None:
+                raise RuntimeError(ref_error)
+            errors = agreement(subject, ref, p)
+            if p == "predict":
+                row["max_rel_err"] = errors["forward"]
+            else:
+                row["max_rel_err"] = max(errors["loss"], errors["grads"])
+                row["weights_rel_err"] = errors[f"weights_after_{AGREEMENT_STEPS}_steps"]
+            row.update(errors=errors, within_limit=row["max_rel_err"] <= ERR_LIMITS[dtype]
+                       and (row["weights_rel_err"] or 0.0) <= WEIGHTS_LIMITS[dtype])
+        except Exception as exc:
+            fail(row, exc)
+    gemm = {"config": config.name, "backend": name, "dtype": dtype, "device": subject.device,
+            "shapes": [{**g._asdict(), "median_s": s, "gflops": g.flops / s / 1e9}
+                       for g, s in seconds.items()]} if seconds else None
+    return list(rows.values()), gemm
+
+
+def _add_speedups(records) -> None:
+    base = {(r["config"], r["phase"], r["dtype"]): r["samples_per_s"] for r in records
+            if r["backend"] == "numpy" and r["samples_per_s"]}
+    for r in records:
+        ref = base.get((r["config"], r["phase"], r["dtype"]))
+        if ref and r["samples_per_s"]:
+            r["speedup_vs_numpy"] = r["samples_per_s"] / ref
+
+
+def _backend_infos(names) -> dict:
+    from accelnn import get_backend
+
+    infos = {}
+    for name in names:
+        try:
+            if name in PEERS:
+                mod = importlib.import_module(name)
+                infos[name] = {"version": getattr(mod, "__version__", None), "peer": True}
+            else:
+                infos[name] = {k: str(v) for k, v in get_backend(name).info().items()}
+        except Exception as exc:
+            infos[name] = {"error": _error_text(exc)}
+    return infos
+

@@ -1,0 +1,90 @@
+"""What the runner times and checks: ModelSubject (an accelnn MLP on one backend), the peers
+by name, the names `--backends` accepts and why one cannot run here."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .configs import LR, PEERS, Config, Gemm, Inputs, gemm_operands
+from .peers import JaxSubject, PlainNumpySubject, TorchSubject
+
+
+class ModelSubject:
+    """An accelnn MLP on one backend: what the runner times and checks. Peers mirror it."""
+
+    peer = False
+
+    def __init__(self, name: str, config: Config, dtype: str, inputs: Inputs):
+        from accelnn import MLP, get_backend
+
+        self.name, self.inputs = name, inputs
+        self.backend = get_backend(name)
+        self.device = str(self.backend.device)
+        self.model = MLP(config.layers, config.hidden, config.output, dtype=dtype,
+                         backend=self.backend)
+        self.model.set_weights(inputs.weights)
+
+    def synchronize(self) -> None:
+        self.backend.synchronize()
+
+    def phase(self, phase: str):
+        """The callable that runs one `phase` (building it is part of the first call)."""
+        if phase == "predict":
+            X = self.backend.asarray(self.inputs.X, self.model.dtype)
+            return lambda: self.model.forward(X)
+        return self.model.step_function(self.inputs.X, self.inputs.y, lr=LR)
+
+    def forward(self) -> np.ndarray:
+        self.model.set_weights(self.inputs.weights)
+        return self.backend.to_numpy(self.model.forward(self.inputs.X))
+
+    def loss_and_grads(self):
+        self.model.set_weights(self.inputs.weights)
+        return self.model.loss_and_grads(self.inputs.X, self.inputs.y)
+
+    def train(self, steps: int):
+        self.model.set_weights(self.inputs.weights)
+        step = self.model.step_function(self.inputs.X, self.inputs.y, lr=LR)
+        for _ in range(steps):
+            step()
+        return self.model.get_weights()
+
+    def gemm(self, g: Gemm):
+        be, dt = self.backend, self.model.dtype
+        a, b = (be.asarray(x, dt) for x in gemm_operands(g))
+        a, b = (a.T if g.kind == "tn" else a), (b.T if g.kind == "nt" else b)
+        out = be.empty((g.m, g.n), dt)
+        return lambda: be.matmul(a, b, out)
+
+
+PEER_CLASSES = {"numpy-plain": PlainNumpySubject, "torch": TorchSubject, "jax": JaxSubject}
+
+
+def backend_names() -> list[str]:
+    """Every name `--backends` accepts: the registered accelnn backends, then the peers."""
+    from accelnn import available_backends
+
+    return [*available_backends(), *PEERS]
+
+
+def unavailable_reason(name: str) -> str | None:
+    """None when `name` can run here, else why not (as `accelnn info` says it)."""
+    if name == "numpy-plain":
+        return None
+    if name in PEERS:
+        return None if importlib.util.find_spec(name) else \
+            f"not installed (a peer for comparison, never a dependency: pip install {name})"
+    from accelnn import available_backends
+
+    status = available_backends()[name]
+    return None if status.available else status.reason
+
+
+def make_subject(name: str, config: Config, dtype: str, inputs: Inputs):
+    """The network of `config` on backend or peer `name`, from `inputs`."""
+    if name in PEER_CLASSES:
+        return PEER_CLASSES[name](config, dtype, inputs)
+    return ModelSubject(name, config, dtype, inputs)
+
