@@ -11,10 +11,11 @@ from accelnn.backends import (
     set_backend,
     use_backend,
 )
+from accelnn.callbacks import EarlyStopping, History
 from accelnn.gradcheck import gradcheck
 from accelnn.model import MLP
 from accelnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
-from accelnn.training import DivergenceError, EarlyStopping, History
+from accelnn.training import DivergenceError
 
 __all__ = [
     "MLP", "History", "DivergenceError", "EarlyStopping", "gradcheck", "datasets", "schedules",

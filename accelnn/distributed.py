@@ -42,6 +42,7 @@ import numpy as np
 from accelnn import training
 from accelnn._data import host_array
 from accelnn._version import __version__
+from accelnn.callbacks import History
 
 
 class DistributedError(RuntimeError):
@@ -260,7 +261,7 @@ def _check_together(comm, desc: dict, gpu: str | None, timeout: float) -> None:
                                + "; ".join(problems))
 
 
-def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> training.History:
+def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> History:
     """Data-parallel `model.fit(X, y, **options)` over the ranks of `comm` (default
     MPI.COMM_WORLD); every rank calls it with the same arguments and returns the same
     History, and the model ends with the same weights on every rank.

@@ -12,12 +12,12 @@ import numpy as np
 from accelnn import io, training
 from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.backends import get_backend
+from accelnn.callbacks import History
 from accelnn.losses import Head, get_head
 from accelnn.network import Network, Scratch, check_layer_sizes, hidden_activations
 from accelnn.optimizers import check_lr, check_range, get_optimizer
 from accelnn.state import TrainingState
 from accelnn.targets import check_classes, encode_targets
-from accelnn.training import History
 
 
 class MLP:
