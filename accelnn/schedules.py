@@ -46,7 +46,8 @@ class Schedule:
         return {}
 
     def load_state(self, state: dict) -> None:
-        pass
+        """Take over `state()` of a run (from a checkpoint: untrusted). Raises ValueError
+        (or KeyError for a missing entry) before changing anything when it is malformed."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -95,7 +96,7 @@ class Cosine(Schedule):
         return {"t_max": self._t_max}  # a resumed run keeps annealing over the first run's
 
     def load_state(self, state):
-        self._t_max = state["t_max"]
+        self._t_max = _positive("t_max", state["t_max"], integer=True)
 
 
 class InvScaling(Schedule):
@@ -131,7 +132,12 @@ class Adaptive(Schedule):
         return {"scale": self._scale, "best": self._best, "bad": self._bad}
 
     def load_state(self, state):
-        self._scale, self._best, self._bad = state["scale"], state["best"], state["bad"]
+        scale = _positive("scale", state["scale"])
+        best = state["best"]
+        if best != math.inf:
+            best = _positive("best", best, allow_zero=True)
+        bad = _positive("bad", state["bad"], integer=True, allow_zero=True)
+        self._scale, self._best, self._bad = scale, best, bad
 
 
 SCHEDULES = {s.name: s for s in (Schedule, StepDecay, Exponential, Cosine, InvScaling, Adaptive)}
