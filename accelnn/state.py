@@ -41,12 +41,16 @@ class WeightsGuard:
         self._gate = threading.Lock()  # held by a writer; readers pass it to come in
         self._count = threading.Condition(threading.Lock())  # guards _readers
         self._readers = 0
+        self._reading = _Held(self._enter_read, self._exit_read)
+        self._writing = _Held(self._enter_write, self._gate.release)
 
-    def reading(self) -> _Reading:
-        return _Reading(self)
+    def reading(self) -> _Held:
+        """`with guard.reading():` the weights stay as they are inside the block."""
+        return self._reading
 
-    def writing(self) -> _Writing:
-        return _Writing(self)
+    def writing(self) -> _Held:
+        """`with guard.writing():` the block may change the weights; no reader is inside."""
+        return self._writing
 
     def _enter_read(self) -> None:
         with self._gate, self._count:
@@ -65,30 +69,19 @@ class WeightsGuard:
                 self._count.wait_for(lambda: not self._readers)
 
 
-class _Reading:
-    __slots__ = ("guard",)
+class _Held:
+    """A context manager that calls `enter` and `exit`; stateless, so one serves all threads."""
 
-    def __init__(self, guard: WeightsGuard):
-        self.guard = guard
+    __slots__ = ("enter", "exit")
 
-    def __enter__(self):
-        self.guard._enter_read()
-
-    def __exit__(self, *exc):
-        self.guard._exit_read()
-
-
-class _Writing:
-    __slots__ = ("guard",)
-
-    def __init__(self, guard: WeightsGuard):
-        self.guard = guard
+    def __init__(self, enter, exit):
+        self.enter, self.exit = enter, exit
 
     def __enter__(self):
-        self.guard._enter_write()
+        self.enter()
 
     def __exit__(self, *exc):
-        self.guard._gate.release()
+        self.exit()
 
 
 @dataclass
