@@ -10,15 +10,20 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
 def resolve_dtype(dtype=None) -> np.dtype:
-    """The model float: `dtype` when given, else ACCELNN_DTYPE, else float32."""
+    """The model float: `dtype` when given, else ACCELNN_DTYPE, else float32.
+
+    Accepts what NumPy reads as float32 or float64 in native byte order ("float32",
+    np.float64, "f8", ...). Anything else, a value NumPy cannot read as a dtype included
+    ("bogus", 5), is a ValueError naming it and where it came from. (np.dtype("float64") ==
+    None is True in NumPy, so a dtype is never compared with anything but a dtype here.)"""
     source = ""
     if dtype is None:
         dtype, source = os.environ.get("ACCELNN_DTYPE") or "float32", " (from ACCELNN_DTYPE)"
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in DTYPES.values():
+    if not isinstance(dt, np.dtype) or not any(dt == known for known in DTYPES.values()):
         raise ValueError(f"unsupported dtype {dtype!r}{source}; choose float32 or float64")
     return dt
 

@@ -127,8 +127,10 @@ def run_train(args) -> int:
     to regress, and what MLP and MLP.fit reject (layers, activation, optimizer, lr, epochs,
     validation split, backend, dtype)."""
     import accelnn
+    from accelnn._data import resolve_dtype
     from accelnn.tabular import load_data
 
+    resolve_dtype(args.dtype)  # a bad --dtype or ACCELNN_DTYPE, before reading any data
     X, y = load_data(args.data, "auto" if args.target is None else args.target,
                      header=HEADER[args.header], delimiter=args.delimiter)
     task = _task(y, args.task)
