@@ -84,3 +84,79 @@ def test_accelnn_info_reports_a_bad_accelnn_dtype(monkeypatch, capsys):
     assert ("default dtype: error: unsupported dtype 'bogus' (from ACCELNN_DTYPE); choose "
             "float32 or float64") in out.splitlines()
     assert "Traceback" not in out + err
+
+
+# ---------------------------------------------------------------------- targets from files
+def _csv(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_whole_csv_targets_beyond_int64_stay_floats(tmp_path):
+    """1e20 used to become -9223372036854775808 through an unchecked cast to int64."""
+    from accelnn.tabular import load_data
+
+    X, y = load_data(_csv(tmp_path / "big.csv",
+                          ["a,b,t", "1,2,1e20", "2,3,3e20", "3,1,2e20", "0,0,5e19"]))
+    assert y.dtype == np.float64 and y.tolist() == [1e20, 3e20, 2e20, 5e19]
+    X, y = load_data(_csv(tmp_path / "mixed.csv", ["a,t", "1,3", "2,18446744073709551616"]))
+    assert y.dtype == np.float64 and y.tolist() == [3.0, 2.0 ** 64]  # 2**64: an exact float
+
+
+def test_integer_csv_targets_are_read_exactly(tmp_path):
+    """Integer cells are read as integers, not through a float, which rounds beyond 2**53."""
+    from accelnn.tabular import load_data
+
+    big = [2 ** 53 + 1, -2 ** 63, 2 ** 63 - 1, 7]
+    X, y = load_data(_csv(tmp_path / "ids.csv", ["a,t", *(f"{i},{v}" for i, v in
+                                                          enumerate(big))]))
+    assert y.dtype == np.int64 and y.tolist() == big
+    X, y = load_data(_csv(tmp_path / "whole.csv", ["a,t", "1,3.0", "2,-0.0", "3,1e3"]))
+    assert y.dtype == np.int64 and y.tolist() == [3, 0, 1000]
+
+
+def test_an_integer_csv_target_no_float_holds_is_refused(tmp_path):
+    from accelnn.tabular import load_data
+
+    path = _csv(tmp_path / "huge.csv", ["a,t", "1,5", "2,123456789012345678901"])
+    with pytest.raises(ValueError, match=r"huge\.csv, line 3, column 2 \('t'\): the target "
+                                         r"123456789012345678901 is a whole number beyond "
+                                         r"int64 that float64 cannot hold exactly"):
+        load_data(path)
+
+
+def test_npy_target_columns_beyond_int64_stay_floats(tmp_path):
+    from accelnn.tabular import load_data
+
+    for column, want in (([1e20, 3e20], np.float64), ([2.0 ** 63, 1.0], np.float64),
+                         ([-2.0 ** 63, 2.0 ** 62], np.int64), ([1.0, 2.0], np.int64),
+                         ([1.5, 2.0], np.float64)):
+        np.save(tmp_path / "a.npy", np.c_[[1.0, 2.0], column])
+        X, y = load_data(str(tmp_path / "a.npy"))
+        assert y.dtype == want and y.tolist() == column, column
+    np.save(tmp_path / "f32.npy", np.array([[1, 2 ** 40], [2, 3]], dtype=np.float32))
+    assert load_data(str(tmp_path / "f32.npy"))[1].tolist() == [2 ** 40, 3]
+
+
+def test_csv_numbers_beyond_float64_are_named_as_such(tmp_path):
+    from accelnn.tabular import load_data
+
+    path = _csv(tmp_path / "x.csv", ["a,t", "1e400,1", "2,1"])
+    with pytest.raises(ValueError, match=r"line 2, column 1 \('a'\): '1e400' is beyond the "
+                                         r"float64 range"):
+        load_data(path)
+    path = _csv(tmp_path / "y.csv", ["a,t", "1,-1e999", "2,1"])
+    with pytest.raises(ValueError, match=r"line 2, column 2 \('t'\): '-1e999' is beyond"):
+        load_data(path)
+    path = _csv(tmp_path / "z.csv", ["a,t", "1,-Infinity", "2,1"])
+    with pytest.raises(ValueError, match="'-Infinity': NaN and Inf are not allowed"):
+        load_data(path)
+
+
+@pytest.mark.parametrize("header", [1, 0, 1.0, np.True_, "yes"])
+def test_header_takes_only_true_false_or_auto(header, tmp_path):
+    """1 == True: a membership test with == let numbers through as booleans."""
+    from accelnn.tabular import load_data
+
+    with pytest.raises(ValueError, match=r"header must be True, False or 'auto', got"):
+        load_data(_csv(tmp_path / "a.csv", ["1,2", "3,4"]), header=header)
