@@ -5,6 +5,9 @@ refused up front with a message naming the argument and what is wrong, or read e
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import stat
 
 import numpy as np
 import pytest
@@ -160,3 +163,98 @@ def test_header_takes_only_true_false_or_auto(header, tmp_path):
 
     with pytest.raises(ValueError, match=r"header must be True, False or 'auto', got"):
         load_data(_csv(tmp_path / "a.csv", ["1,2", "3,4"]), header=header)
+
+
+# ---------------------------------------------------------------------- command outputs
+def _fails_up_front(argv, match, capsys):
+    """The command exits 2 with one line naming the problem, having trained or measured
+    nothing."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(match, lines[0]), err
+    assert out == ""
+
+
+TRAIN = ["train", "xor", "--epochs", "20", "--quiet", "--backend", "numpy"]
+
+
+def test_accelnn_train_checks_its_outputs_before_training(tmp_path, capsys):
+    """The output used to be checked by the save after training, naming a temporary file."""
+    (tmp_path / "a_file").write_text("keep")
+    data = tmp_path / "data.csv"
+    data.write_text("a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    cases = [
+        ([*TRAIN, "--output", str(tmp_path / "missing" / "m.npz")],
+         r"^accelnn train: error: --output '.*missing/m\.npz': the folder '.*missing' does "
+         r"not exist; create it or give another path$"),
+        ([*TRAIN, "--output", str(tmp_path)], r"--output '.*' names a folder; give a file"),
+        ([*TRAIN, "--output", str(tmp_path / "a_file" / "m.npz")],
+         r"--output '.*a_file/m\.npz': '.*a_file' is not a folder"),
+        ([*TRAIN, "--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "missing" /
+                                                                     "c.png")],
+         r"--plot '.*c\.png': the folder '.*missing' does not exist"),
+        ([*TRAIN, "--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "m.npz")],
+         r"--plot and --output name the same file"),
+        (["train", str(data), "--quiet", "--output", str(data)],
+         r"--output '.*data\.csv' is the DATA file; writing it would overwrite the input"),
+    ]
+    for argv, match in cases:
+        _fails_up_front(argv, match, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "data.csv"]
+    assert data.read_text().startswith("a,b,y\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_accelnn_train_checks_the_output_folder_is_writable(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        _fails_up_front([*TRAIN, "--output", str(locked / "m.npz")],
+                        r"--output '.*m\.npz': cannot write in the folder '.*locked' "
+                        r"\(Permission denied\)", capsys)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_accelnn_train_needs_matplotlib_for_plot_before_training(tmp_path, capsys,
+                                                                 monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    _fails_up_front([*TRAIN, "--output", str(tmp_path / "m.npz"), "--plot",
+                     str(tmp_path / "c.png")], r"--plot needs matplotlib", capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accelnn_predict_checks_its_output_first_and_writes_it_atomically(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert main([*TRAIN, "--epochs", "1", "--output", str(model)]) == 0
+    saved = model.read_bytes()
+    capsys.readouterr()
+    _fails_up_front(["predict", str(model), "xor", "--output", str(model)],
+                    r"--output '.*m\.npz' is the MODEL file", capsys)
+    assert model.read_bytes() == saved
+    # the output is checked before the model is read: here neither exists
+    _fails_up_front(["predict", str(tmp_path / "none.npz"), "xor", "--output",
+                     str(tmp_path / "missing" / "p.csv")],
+                    r"--output '.*p\.csv': the folder '.*missing' does not exist", capsys)
+    out = tmp_path / "p.csv"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    assert main(["predict", str(model), "xor", "--output", str(out),
+                 "--backend", "numpy"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "prediction" and len(lines) == 401
+    assert set(lines[1:]) <= {"0", "1"}
+    if os.name == "posix":
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "p.csv"]
+
+
+def test_accelnn_bench_checks_its_reports_before_measuring(tmp_path, capsys):
+    for option in ("--json", "--markdown", "--plot"):
+        _fails_up_front(["bench", "--quick", option, str(tmp_path / "missing" / "r")],
+                        rf"^accelnn bench: error: {option} '.*r': the folder '.*missing' "
+                        rf"does not exist", capsys)
