@@ -258,3 +258,75 @@ def test_accelnn_bench_checks_its_reports_before_measuring(tmp_path, capsys):
         _fails_up_front(["bench", "--quick", option, str(tmp_path / "missing" / "r")],
                         rf"^accelnn bench: error: {option} '.*r': the folder '.*missing' "
                         rf"does not exist", capsys)
+
+
+# ---------------------------------------------------------------------- arrays through the API
+def _fitted(backend):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
+    model = accelnn.MLP([3, 4, 3], "tanh", seed=0, dtype="float32", backend=backend)
+    model.fit(X, y, epochs=2)
+    return model, X, y
+
+
+def _weights(model):
+    return [w.copy() for pair in model.get_weights() for w in pair]
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    ([[1, 2, 3], [1, 2]], ValueError,
+     r"^X is ragged: row 1 has 2 values, but row 0 has 3 values; every row needs the same "
+     r"number of values$"),
+    ([[1, 2, 3], 4], ValueError, r"^X is ragged: row 1 has a single value, but row 0 has 3 "),
+    ([[1, 2, 3], [1, [2, 3], 4]], ValueError,
+     r"^X is ragged: in row 1, column 1 has 2 values, but column 0 has a single value"),
+    ([[1, 2, 3], [4, 5, None]], ValueError,
+     r"^X has a missing value \(None\) at row 1, column 2; give every sample a value"),
+    (np.array([[1, 2, 3], [4, "five", 6]], dtype=object), TypeError,
+     r"^X must hold numbers \(bool, int or float\), got 'five' at row 1, column 1"),
+    (np.array([[1, 2, 3], [4, 5, np.nan]]), ValueError,
+     r"^X contains NaN or Inf \(row 1, column 2: nan\)$"),
+    (np.array([[1, 2, 3], [4, -np.inf, 6]]), ValueError,
+     r"^X contains NaN or Inf \(row 1, column 1: -inf\)$"),
+    (np.array([[1, 2, 3], [4, 5, 6], [7, 1e300, 9]]), ValueError,
+     r"^X has values too large for float32 \(row 2, column 1: 1e\+300\)$"),
+])
+def test_bad_X_is_refused_naming_the_row_and_column(bad, exc, match, backend):
+    model, X, y = _fitted(backend)
+    before = _weights(model)
+    with pytest.raises(exc, match=match):
+        model.fit(bad, y[:len(bad)])
+    with pytest.raises(exc, match=match):
+        model.predict(bad)
+    if isinstance(bad, np.ndarray) and bad.dtype.kind == "f":  # the same from a device array
+        with pytest.raises(exc, match=match):
+            model.predict(backend.asarray(bad))
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(model), before))
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array(["a", "b", None, "a"], dtype=object), r"^y has a missing value \(None\) at row 2"),
+    (np.array(["a", "b", np.nan, "a"], dtype=object), r"^y has a missing value \(nan\) at row 2"),
+    (np.array([None] * 4, dtype=object), r"^y has a missing value \(None\) at row 0"),
+    (["a", "b", "a", None], r"^y has a missing value \(None\) at row 3"),
+    ([0, 1, None, 1], r"^y has a missing value \(None\) at row 2"),
+    (np.array([[0, 1], [1, None], [0, 1], [1, 0]], dtype=object),
+     r"^y has a missing value \(None\) at row 1, column 1"),
+    ([[0], [1], [0, 1], [1]], r"^y is ragged: row 2 has 2 values, but row 0 has 1 value"),
+])
+def test_labels_with_a_missing_value_are_refused_naming_the_row(labels, match, backend):
+    """They used to reach numpy's sort: "'<' not supported between 'NoneType' and 'str'"."""
+    X = np.arange(8.0).reshape(4, 2)
+    model = accelnn.MLP([2, 3, 2], "relu", seed=0, backend=backend)
+    before = _weights(model)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, labels, epochs=1)
+    assert model.classes_ is None and model.epoch_ == 0
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(model), before))
+
+
+def test_object_labels_without_missing_values_still_train():
+    X = np.arange(8.0).reshape(4, 2)
+    model = accelnn.MLP([2, 3, 1], "relu", seed=0, backend="numpy")
+    model.fit(X, np.array(["a", "b", "b", "a"], dtype=object), epochs=1)
+    assert model.classes_.tolist() == ["a", "b"]
