@@ -124,7 +124,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def _check_outputs(outputs: dict, inputs: dict) -> None:
     """Refuse, before any work, output paths that cannot be written, so that a run does not
     end in an error after training: a path naming a folder, a folder that does not exist or
-    cannot be written (a file is created and removed there to find out), two outputs naming
+    cannot be written (a temporary file is created there to find out), two outputs naming
     one file, and an output naming one of the input files (it would be overwritten).
     `outputs` and `inputs` map an option (e.g. "--output", "DATA") to a path or None."""
     seen: dict[str, str] = {}
@@ -142,13 +142,11 @@ def _check_outputs(outputs: dict, inputs: dict) -> None:
                                  f"another path")
             raise ValueError(f"{option} {path!r}: the folder {folder!r} does not exist; "
                              f"create it or give another path")
-        try:
-            fd, probe = tempfile.mkstemp(prefix=".accelnn-probe-", dir=folder)
+        try:  # a nameless (or at once unlinked) file: nothing is left behind
+            tempfile.TemporaryFile(dir=folder).close()
         except OSError as exc:
             raise ValueError(f"{option} {path!r}: cannot write in the folder {folder!r} "
                              f"({exc.strerror})") from exc
-        os.close(fd)
-        os.unlink(probe)
         if target in seen:
             raise ValueError(f"{option} and {seen[target]} name the same file {path!r}; give "
                              f"each its own")

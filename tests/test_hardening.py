@@ -8,6 +8,7 @@ import importlib.util
 import os
 import re
 import stat
+import tempfile
 
 import numpy as np
 import pytest
@@ -205,15 +206,23 @@ def test_accelnn_train_checks_its_outputs_before_training(tmp_path, capsys):
     assert data.read_text().startswith("a,b,y\n")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders")
-def test_accelnn_train_checks_the_output_folder_is_writable(tmp_path, capsys):
+def test_accelnn_train_checks_the_output_folder_is_writable(tmp_path, capsys, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:  # root writes into read-only folders
+        real = tempfile.TemporaryFile
+
+        def refused(*args, dir=None, **kwargs):
+            if dir == str(locked):
+                raise PermissionError(13, "Permission denied")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refused)
     try:
         _fails_up_front([*TRAIN, "--output", str(locked / "m.npz")],
                         r"--output '.*m\.npz': cannot write in the folder '.*locked' "
                         r"\(Permission denied\)", capsys)
+        assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
 
