@@ -10,15 +10,20 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
 def resolve_dtype(dtype=None) -> np.dtype:
-    """The model float: `dtype` when given, else ACCELNN_DTYPE, else float32."""
+    """The model float: `dtype` when given, else ACCELNN_DTYPE, else float32.
+
+    Accepts what NumPy reads as float32 or float64 in native byte order ("float32",
+    np.float64, "f8", ...). Anything else, a value NumPy cannot read as a dtype included
+    ("bogus", 5), is a ValueError naming it and where it came from. (np.dtype("float64") ==
+    None is True in NumPy, so a dtype is never compared with anything but a dtype here.)"""
     source = ""
     if dtype is None:
         dtype, source = os.environ.get("ACCELNN_DTYPE") or "float32", " (from ACCELNN_DTYPE)"
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in DTYPES.values():
+    if not isinstance(dt, np.dtype) or not any(dt == known for known in DTYPES.values()):
         raise ValueError(f"unsupported dtype {dtype!r}{source}; choose float32 or float64")
     return dt
 
@@ -27,23 +32,98 @@ def _dtype_kind(a) -> str:
     return np.dtype(a.dtype).kind
 
 
-def host_array(x, name: str) -> np.ndarray:
-    """A NumPy view or copy of anything array-like: lists, __array__, __dlpack__ producers
-    (a device array is copied to the host), or a backend array."""
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):  # a CuPy array
-        return x.get()
-    if hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
-        return np.from_dlpack(x)
+def _is_missing(v) -> bool:
+    """v is a missing value: None, a float NaN, or pandas' NA / NaT."""
+    if v is None or type(v).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(v, (float, np.floating)) and v != v
+
+
+def _at(index: tuple[int, ...]) -> str:
+    """'row 3' or 'row 3, column 1' (from 0)."""
+    where = f"row {index[0]}" if index else "the value"
+    return where + "".join(f", {'column' if k == 1 else f'axis {k}'} {i}"
+                           for k, i in enumerate(index[1:], start=1))
+
+
+def _count(shape: tuple[int, ...]) -> str:
+    if not shape:
+        return "a single value"
+    return f"{shape[0]} value{'s' if shape[0] != 1 else ''}" if len(shape) == 1 \
+        else f"shape {shape}"
+
+
+def _ragged(x, depth: int = 0) -> str | None:
+    """Where the nested sequence x is ragged: 'row 1 has 2 values, but row 0 has 3 values'
+    (inside a row: 'in row 4, column 1 has ...')."""
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
+        return None
+    part = ("row", "column")[depth] if depth < 2 else "element"
+    first = None
+    for i, item in enumerate(x):
+        try:
+            shape = np.shape(item)
+        except ValueError:  # ragged inside this item
+            inner = _ragged(item, depth + 1)
+            return f"in {part} {i}, {inner}" if inner else f"{part} {i} is ragged"
+        if first is None:
+            first = shape
+        elif shape != first:
+            return f"{part} {i} has {_count(shape)}, but {part} 0 has {_count(first)}"
+    return None
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """np.asarray(x); a ragged nested sequence is a ValueError saying where."""
     try:
         return np.asarray(x)
     except (TypeError, ValueError) as exc:
+        where = _ragged(x) if isinstance(exc, ValueError) else None
+        if where:
+            raise ValueError(f"{name} is ragged: {where}; every row needs the same number "
+                             f"of values") from exc
         raise TypeError(f"{name} could not be read as an array: {exc}") from exc
+
+
+def _check_objects(a: np.ndarray, name: str) -> None:
+    """An object array holding a missing value (None, NaN, pandas' NA) is a ValueError naming
+    its position; the first one is reported."""
+    if a.dtype.kind != "O" or a.size == 0:
+        return
+    missing = np.frompyfunc(_is_missing, 1, 1)(a).astype(bool)
+    if missing.any():
+        index = tuple(int(i) for i in np.argwhere(missing)[0])
+        raise ValueError(f"{name} has a missing value ({a[index]!r}) at {_at(index)}; give "
+                         f"every sample a value, or drop the samples without one")
+
+
+def host_array(x, name: str) -> np.ndarray:
+    """A NumPy view or copy of anything array-like: lists, __array__, __dlpack__ producers
+    (a device array is copied to the host), or a backend array. Rejects a ragged nested list
+    (ValueError naming the row) and objects holding a missing value, None or NaN (ValueError
+    naming the row and column)."""
+    if isinstance(x, np.ndarray):
+        a = x
+    elif hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):  # a CuPy array
+        return x.get()
+    elif hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
+        return np.from_dlpack(x)
+    else:
+        a = _as_array(x, name)
+    _check_objects(a, name)
+    return a
 
 
 def _check_layout(X, n_features: int) -> None:
     if _dtype_kind(X) not in "biuf":
+        if _dtype_kind(X) == "O":
+            _check_objects(X, "X")
+            at = next((i for i, v in np.ndenumerate(X)
+                       if not isinstance(v, (bool, int, float, np.bool_, np.integer,
+                                             np.floating))), None)
+            if at is not None:
+                raise TypeError(f"X must hold numbers (bool, int or float), got {X[at]!r} at "
+                                f"{_at(at)} (dtype object)")
         raise TypeError(f"X must hold numbers (bool, int or float), got dtype {X.dtype}")
     if X.ndim != 2:
         hint = (" Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
@@ -60,10 +140,11 @@ def check_X(backend, X, dtype, n_features: int):
     """Validate features and return them as a C-contiguous backend array of `dtype`.
 
     Rejects: anything that is not a 2-D array of numbers (bool, int or float; complex, text and
-    objects are refused), an empty array, a wrong number of columns, NaN or Inf. Host data is
-    checked and cast on the host, then moved once."""
+    objects are refused), a ragged nested list, an empty array, a wrong number of columns,
+    NaN, Inf, None or values too large for `dtype` (the message names the first one's row and
+    column). Host data is checked and cast on the host, then moved once."""
     if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
+        X = _as_array(X, "X")
     if not isinstance(X, (np.ndarray, backend.xp.ndarray)):
         try:
             X = backend.asarray(X)  # __dlpack__ / __array__ producers
@@ -76,9 +157,16 @@ def check_X(backend, X, dtype, n_features: int):
             X = np.ascontiguousarray(X, dtype=dtype)
     arr = backend.asarray(X, dtype)
     if not backend.all_finite(arr):
-        if isinstance(host, np.ndarray) and np.isfinite(host).all():
-            raise ValueError(f"X has values too large for {np.dtype(dtype).name}")
-        raise ValueError("X contains NaN or Inf")
+        if not isinstance(host, np.ndarray):
+            host = backend.to_numpy(host)  # a device array: found on the host, once
+        at = find_nonfinite(host)
+        if at is None:  # finite as given: too large for dtype
+            dt = np.dtype(dtype)
+            at = find_nonfinite(host, np.finfo(dt).max)
+            value = "" if at is None else f": {host[at].item()!r}"
+            where = "" if at is None else f" ({_at(at)}{value})"
+            raise ValueError(f"X has values too large for {dt.name}{where}")
+        raise ValueError(f"X contains NaN or Inf ({_at(at)}: {host[at].item()!r})")
     return arr
 
 

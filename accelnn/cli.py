@@ -68,7 +68,11 @@ def _demo(args) -> int:
 
 def _bench(args) -> int:
     from accelnn.bench import main
+    from accelnn.train_cli import check_outputs
 
+    # a report that cannot be written is found before the minutes of measuring, not after
+    check_outputs({"--json": args.json, "--markdown": args.markdown, "--plot": args.plot},
+                   {"--compare": args.compare})
     return main(args)
 
 

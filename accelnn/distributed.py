@@ -25,17 +25,28 @@ rank raise DistributedError after `timeout` seconds instead of hanging; the conf
 every rank (architecture, dtype, backend, data shape, targets, fit options, starting weights
 and RNG state) is compared collectively before the first step.
 
+A failure ends the whole job: when fit raises on a rank of a communicator of 2 or more (a
+DistributedError, any other exception, a KeyboardInterrupt), that rank prints the error with
+its rank to stderr and calls comm.Abort(1), which ends every rank of the job, a hung one
+included, however it was launched (`mpirun -n 4 python train.py` as well as `python -m
+mpi4py`). A rank left waiting in MPI after an error would otherwise never exit (MPI's
+finalization waits for the peer). On a communicator of one process the exception is raised
+as usual.
+
 The NCCL path has not been run on GPUs yet; the MPI path is tested under `mpirun -n 2`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
 import math
 import socket
+import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -48,8 +59,8 @@ from accelnn.callbacks import History
 class DistributedError(RuntimeError):
     """Ranks disagree on the configuration, or a peer did not take part in a collective in
     time (it died, failed, or runs different steps). The communicator may be left with a
-    pending collective: end the process (mpi4py's `python -m mpi4py` runner aborts the job on
-    an uncaught exception)."""
+    pending collective, so fit does not return it to the caller on a job of several ranks:
+    it prints it and aborts the job (see fit)."""
 
 
 def world(comm=None):
@@ -261,6 +272,41 @@ def _check_together(comm, desc: dict, gpu: str | None, timeout: float) -> None:
                                + "; ".join(problems))
 
 
+def _abort_on_failure(comm, exc: BaseException) -> None:
+    """When `comm` spans several processes: print `exc` (with the rank) to stderr and abort
+    the job, so that no rank waits forever for this one. Returns (and the caller re-raises)
+    when there is nothing to abort: one process, or no usable communicator."""
+    try:
+        comm = world(comm)
+        rank, size = comm.rank, comm.size
+    except BaseException:  # no mpi4py, not a communicator: the error is the caller's
+        return
+    if size < 2:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(f"accelnn.distributed: rank {rank} of {size} failed; aborting the "
+                         f"job so that no rank waits for it:\n"
+                         + "".join(traceback.format_exception(exc)))
+        sys.stderr.flush()
+    finally:
+        comm.Abort(1)
+
+
+def _ends_the_job_on_failure(fit):
+    """fit, aborting the job (_abort_on_failure) on any exception when run on several
+    ranks."""
+    @functools.wraps(fit)
+    def run(model, X, y, *, comm=None, **kwargs):
+        try:
+            return fit(model, X, y, comm=comm, **kwargs)
+        except BaseException as exc:
+            _abort_on_failure(comm, exc)
+            raise
+    return run
+
+
+@_ends_the_job_on_failure
 def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> History:
     """Data-parallel `model.fit(X, y, **options)` over the ranks of `comm` (default
     MPI.COMM_WORLD); every rank calls it with the same arguments and returns the same
@@ -288,6 +334,12 @@ def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> History
     share a GPU. During training, DistributedError when a peer does not join a step within
     `timeout`. A rank-local error (e.g. NaN in one rank's rows) raises there, and the other
     ranks raise DistributedError after `timeout`.
+
+    On a communicator of 2 or more ranks none of these reaches the caller: the rank that
+    raises prints the error (with its rank and traceback) to stderr and calls comm.Abort(1),
+    which ends the whole job with a non-zero exit status, whatever the launcher. This also
+    holds for an exception from a callback and for a KeyboardInterrupt. With one rank (e.g.
+    MPI.COMM_SELF) they are raised as usual.
     """
     comm = world(comm)
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):

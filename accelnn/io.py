@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from accelnn._data import resolve_dtype
 from accelnn._version import __version__
+from accelnn.files import write_atomic
 from accelnn.losses import get_head
 from accelnn.network import check_layer_sizes, hidden_activations
 from accelnn.optimizers import OPTIMIZERS, check_range
@@ -46,8 +46,9 @@ class ModelFile:
 
 
 def save(path, record: ModelFile) -> None:
-    """Write `record` to `path` atomically (a temporary file in the same folder, then a rename),
-    so a crash never leaves a half-written file behind."""
+    """Write `record` to `path` atomically (accelnn.files.write_atomic: a temporary file in the
+    same folder, fsynced, then a rename), so a crash or an interrupt leaves the old file or the
+    new one whole, never half of one, and a re-saved file keeps its mode."""
     state, opt, config = record.state, record.state.optimizer, record.config
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "accelnn_version": __version__,
@@ -69,19 +70,7 @@ def save(path, record: ModelFile) -> None:
     if record.classes is not None:
         classes = record.classes
         arrays["classes"] = classes if classes.dtype.kind in "biufU" else classes.astype(str)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".accelnn-", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _read_arrays(path) -> tuple[dict, dict]:

@@ -32,9 +32,11 @@ BUILTIN = {
 
 def load_data(source, target="auto", *, header="auto", delimiter: str = ","):
     """(X, y) from `source`: X a 2-D array of numbers (float64 from a CSV, as stored in a .npy
-    or .npz; the X of a .npy pair stays memory-mapped, so fit can stream it), y the targets
-    (numbers, int64 when all are whole numbers, or text labels), or None when `target` is
-    None (features only, e.g. for prediction).
+    or .npz; the X of a .npy pair stays memory-mapped, so fit can stream it), y the targets,
+    or None when `target` is None (features only, e.g. for prediction). Targets from a CSV
+    or a .npy column are text labels, or int64 when all are whole numbers within int64
+    (integer cells are read exactly, not through a float), else float64; a .npz or a .npy of
+    targets gives them as stored.
 
     source: an existing file (a .npy, a .npz, anything else is read as CSV), else the name of
         a built-in data set: flower, spirals, xor (seeded) or digits (needs scikit-learn).
@@ -49,11 +51,12 @@ def load_data(source, target="auto", *, header="auto", delimiter: str = ","):
     Rejects (ValueError, naming the file, and for a CSV the line and column): a source that is
     neither a file nor a built-in name, a missing or out-of-range target column, a header
     requested by name in a file without one, ragged rows, empty or non-numeric feature cells,
-    NaN or Inf, a file with no data rows or no feature column, an array that is not numeric
-    or not 2-D, .npz arrays that are missing, X and y of different lengths, text that is not
-    UTF-8. load_data("digits") raises ImportError without scikit-learn.
+    NaN, Inf or numbers beyond float64, an integer CSV target beyond int64 that float64
+    cannot hold exactly, a file with no data rows or no feature column, an array that is not
+    numeric or not 2-D, .npz arrays that are missing, X and y of different lengths, text that
+    is not UTF-8. load_data("digits") raises ImportError without scikit-learn.
     """
-    if header not in (True, False, "auto"):
+    if not (header is True or header is False or _is_auto(header)):
         raise ValueError(f"header must be True, False or 'auto', got {header!r}")
     path = os.fspath(source)
     if os.path.isfile(path):
@@ -64,13 +67,33 @@ def load_data(source, target="auto", *, header="auto", delimiter: str = ","):
             return _load_npz(path, target)
         return _load_csv(path, target, header, delimiter)
     if path in BUILTIN:
-        if target not in ("auto", None):
+        if not (target is None or _is_auto(target)):
             raise ValueError(f"the built-in data set {path!r} has its own target; leave "
                              f"target unset, got {target!r}")
         X, y = BUILTIN[path]()
         return X, (None if target is None else y)
     raise ValueError(f"{path!r} is neither a file nor a built-in data set "
                      f"({', '.join(BUILTIN)})")
+
+
+def _is_auto(value) -> bool:
+    """value is the string "auto" (never an `==` that an array or a number answers)."""
+    return isinstance(value, str) and value == "auto"
+
+
+INT64 = np.iinfo(np.int64)
+
+
+def _whole_targets(y: np.ndarray):
+    """Float targets that are all whole numbers within int64 as int64 (exact); else `y`."""
+    if y.dtype.kind != "f":
+        return y
+    with np.errstate(invalid="ignore"):
+        whole = bool(np.all(np.mod(y, 1) == 0))
+    # -2**63 and 2**63 are exact floats: every whole float in [-2**63, 2**63) casts exactly
+    if whole and y.size and float(y.min()) >= INT64.min and float(y.max()) < 2.0 ** 63:
+        return y.astype(np.int64)
+    return y
 
 
 # ---------------------------------------------------------------------- CSV
@@ -102,7 +125,7 @@ def _has_header(rows) -> bool:
 
 
 def _target_index(path: str, target, names: list[str] | None, n_cols: int) -> int:
-    if isinstance(target, str) and target != "auto":
+    if isinstance(target, str) and not _is_auto(target):
         if names is None:
             raise ValueError(f"{path}: no header row, so the target column {target!r} cannot "
                              f"be found by name; give its index")
@@ -110,7 +133,7 @@ def _target_index(path: str, target, names: list[str] | None, n_cols: int) -> in
             raise ValueError(f"{path}: no column named {target!r}; the columns are "
                              f"{', '.join(names)}")
         return names.index(target)
-    index = -1 if target == "auto" else target
+    index = -1 if _is_auto(target) else target
     if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
         raise ValueError(f"target must be a column name or index, got {target!r}")
     if not -n_cols <= index < n_cols:
@@ -123,7 +146,7 @@ def _load_csv(path: str, target, header, delimiter: str):
     rows = _read_rows(path, delimiter)
     if not rows:
         raise ValueError(f"{path}: the file is empty")
-    with_header = _has_header(rows) if header == "auto" else header
+    with_header = _has_header(rows) if _is_auto(header) else header
     names = [c.strip() for c in rows[0][1]] if with_header else None
     data = rows[1:] if with_header else rows
     if not data:
@@ -151,7 +174,7 @@ def _load_csv(path: str, target, header, delimiter: str):
                 what = "is empty" if not row[j].strip() else f"{row[j]!r} is not a number"
                 raise ValueError(f"{where(line, j)}: {what}")
             if not math.isfinite(value):
-                raise ValueError(f"{where(line, j)}: {row[j]!r}: NaN and Inf are not allowed")
+                raise ValueError(f"{where(line, j)}: {_nonfinite(row[j])}")
             X[i, k] = value
     if t is None:
         return X, None
@@ -164,9 +187,41 @@ def _load_csv(path: str, target, header, delimiter: str):
         return X, np.array(cells)
     for (line, row), v in zip(data, values):
         if not math.isfinite(v):
-            raise ValueError(f"{where(line, t)}: {row[t]!r}: NaN and Inf are not allowed")
-    y = np.array(values)
-    return X, (y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y)
+            raise ValueError(f"{where(line, t)}: {_nonfinite(row[t])}")
+    return X, _csv_targets(cells, values, [where(line, t) for line, _ in data])
+
+
+def _nonfinite(cell: str) -> str:
+    """Why a cell that reads as NaN or +-Inf is refused."""
+    if cell.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+        return f"{cell!r}: NaN and Inf are not allowed"
+    return f"{cell!r} is beyond the float64 range (about 1.8e308)"
+
+
+def _csv_targets(cells: list[str], values: list[float], where: list[str]) -> np.ndarray:
+    """Numeric targets as the file holds them: int64 when every one is a whole number within
+    int64 (an integer cell is read exactly, not through a float), else float64. An integer
+    cell beyond int64 that float64 cannot hold exactly is refused: it would reach the model
+    as another number (and two such labels could become one)."""
+    ints = []
+    for cell, v, at in zip(cells, values, where):
+        if v != math.floor(v):
+            ints = None
+            continue
+        try:
+            exact = int(cell)  # an integer cell, read exactly
+        except ValueError:
+            exact = int(v)  # "3.0", "1e20": the float's own value
+        if float(exact) != exact and not INT64.min <= exact <= INT64.max:
+            raise ValueError(f"{at}: the target {cell} is a whole number beyond int64 that "
+                             f"float64 cannot hold exactly (it would be read as "
+                             f"{float(exact)!r}); store it as text to use it as a label, or "
+                             f"scale it")
+        if ints is not None:
+            ints.append(exact)
+    if ints is not None and all(INT64.min <= i <= INT64.max for i in ints):
+        return np.array(ints, dtype=np.int64)
+    return np.array(values, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------- NumPy files
@@ -197,7 +252,7 @@ def _load_npy(path: str, target):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise ValueError(f"{path}: not a readable .npy file ({exc})") from exc
-    if isinstance(target, str) and target != "auto":
+    if isinstance(target, str) and not _is_auto(target):
         X = _checked_array(path, "X", arr, (2,))
         y = _load_npy_target(target)
         return _pair(path, X, target, y)
@@ -209,7 +264,7 @@ def _load_npy(path: str, target):
         raise ValueError(f"{path}: no feature columns besides the target")
     y = np.array(arr[:, t])
     X = np.delete(arr, t, axis=1).astype(np.float64)
-    return X, (y.astype(np.int64) if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0) else y)
+    return X, _whole_targets(y)
 
 
 def _load_npy_target(path: str):
@@ -228,7 +283,7 @@ def _load_npy_target(path: str):
 
 
 def _load_npz(path: str, target):
-    y_key = "y" if target == "auto" else target
+    y_key = "y" if _is_auto(target) else target
     if y_key is not None and not isinstance(y_key, str):
         raise ValueError(f"{path}: the target of a .npz is the name of its y array, got "
                          f"{target!r}")

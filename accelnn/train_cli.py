@@ -7,16 +7,21 @@ built-in data set (see accelnn.tabular), save it, and predict with a saved one.
 
 `add_train_parser(subparsers)` / `run_train(args)` and `add_predict_parser(subparsers)` /
 `run_predict(args)` plug the two commands into an argparse parser (accelnn.cli). The run_*
-functions return the exit status and raise ValueError/TypeError (bad data or options),
-BackendError, ImportError (digits without scikit-learn, --plot without matplotlib) or
-OSError (unwritable output) for the caller to report.
+functions return the exit status and raise ValueError/TypeError (bad data or options, an
+output that cannot be written), BackendError, ImportError (digits without scikit-learn, --plot
+without matplotlib) or OSError (e.g. a full disk while writing) for the caller to report.
+Outputs are checked before any work: a run never trains and then finds it cannot save.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
+import io
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -34,6 +39,11 @@ def _hidden_layers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected hidden layer sizes like 64 or 64,32, got "
                                          f"{text!r}")
     return sizes
+
+
+def _path_or_none(target) -> str | None:
+    """--target when it is a file path (a .npy of targets), else None."""
+    return target if isinstance(target, str) and os.path.isfile(target) else None
 
 
 def _column(text: str):
@@ -111,6 +121,43 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def check_outputs(outputs: dict, inputs: dict) -> None:
+    """Refuse, before any work, output paths that cannot be written, so that a run does not
+    end in an error after training: a path naming a folder, a folder that does not exist or
+    cannot be written (a temporary file is created there to find out), two outputs naming
+    one file, and an output naming one of the input files (it would be overwritten).
+    `outputs` and `inputs` map an option (e.g. "--output", "DATA") to a path or None."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        target = os.path.realpath(path)  # a link is followed when the file is written
+        if not path or os.path.isdir(target) or path.endswith(("/", os.sep)):
+            raise ValueError(f"{option} {path!r} names a folder; give a file path, e.g. "
+                             f"{os.path.join(path or '.', 'model.npz')}")
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            if os.path.exists(folder):
+                raise ValueError(f"{option} {path!r}: {folder!r} is not a folder; give "
+                                 f"another path")
+            raise ValueError(f"{option} {path!r}: the folder {folder!r} does not exist; "
+                             f"create it or give another path")
+        try:  # a nameless (or at once unlinked) file: nothing is left behind
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise ValueError(f"{option} {path!r}: cannot write in the folder {folder!r} "
+                             f"({exc.strerror})") from exc
+        if target in seen:
+            raise ValueError(f"{option} and {seen[target]} name the same file {path!r}; give "
+                             f"each its own")
+        seen[target] = option
+        for what, source in inputs.items():
+            if source is not None and os.path.isfile(source) and os.path.exists(target) \
+                    and os.path.samefile(source, target):
+                raise ValueError(f"{option} {path!r} is the {what} file; writing it would "
+                                 f"overwrite the input, give another path")
+
+
 def _task(y: np.ndarray, task: str) -> str:
     if task == "auto":
         return "classify" if y.dtype.kind in "biuUS" else "regress"
@@ -123,12 +170,20 @@ def _task(y: np.ndarray, task: str) -> str:
 def run_train(args) -> int:
     """Train as `args` says (see add_train_parser), print progress and the final
     train/validation metrics, save the model (and the curves). Rejects, before training:
-    what accelnn.tabular.load_data rejects, fewer than 2 classes to classify, text targets
-    to regress, and what MLP and MLP.fit reject (layers, activation, optimizer, lr, epochs,
-    validation split, backend, dtype)."""
+    an --output or --plot that cannot be written (a folder, a folder that does not exist or
+    is not writable, both naming one file, or naming the data), --plot without matplotlib,
+    a bad --dtype or ACCELNN_DTYPE, what accelnn.tabular.load_data rejects, fewer than 2
+    classes to classify, text targets to regress, and what MLP and MLP.fit reject (layers,
+    activation, optimizer, lr, epochs, validation split, backend, dtype)."""
     import accelnn
+    from accelnn._data import resolve_dtype
     from accelnn.tabular import load_data
 
+    resolve_dtype(args.dtype)  # a bad --dtype or ACCELNN_DTYPE, before reading any data
+    check_outputs({"--output": args.output, "--plot": args.plot},
+                   {"DATA": args.data, "--target": _path_or_none(args.target)})
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib: pip install 'accelnn[bench]'")
     X, y = load_data(args.data, "auto" if args.target is None else args.target,
                      header=HEADER[args.header], delimiter=args.delimiter)
     task = _task(y, args.task)
@@ -197,15 +252,29 @@ def _write_predictions(pred: np.ndarray, out) -> None:
     writer.writerows(cols.tolist())
 
 
+def _write_text(f, pred: np.ndarray) -> None:
+    """The predictions as UTF-8 CSV into the binary file f (left open)."""
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+    _write_predictions(pred, text)
+    text.flush()
+    text.detach()
+
+
 def run_predict(args) -> int:
     """Write the predictions of args.model for args.data as CSV (header `prediction`, or
     prediction_0.. for several outputs) to args.output or standard output; with --target,
-    print the accuracy (classifier) or mean squared error (regressor) to stderr. Rejects
-    what MLP.load rejects (not a model file, truncated, tampered), what load_data rejects,
-    and data with another number of features than the model's inputs."""
+    print the accuracy (classifier) or mean squared error (regressor) to stderr. The file is
+    written atomically (accelnn.files.write_atomic). Rejects, before predicting: an --output
+    that cannot be written (as `train` does) or that names the model or the data, what
+    MLP.load rejects (not a model file, truncated, tampered), what load_data rejects, and
+    data with another number of features than the model's inputs."""
     import accelnn
+    from accelnn.files import write_atomic
     from accelnn.tabular import load_data
 
+    check_outputs({"--output": args.output},
+                   {"MODEL": args.model, "DATA": args.data,
+                    "--target": _path_or_none(args.target)})
     model = accelnn.MLP.load(args.model, backend=args.backend)
     X, y = load_data(args.data, args.target, header=HEADER[args.header],
                      delimiter=args.delimiter)
@@ -218,8 +287,7 @@ def run_predict(args) -> int:
     if args.output is None:
         _write_predictions(pred, sys.stdout)
     else:
-        with open(args.output, "w", newline="") as f:
-            _write_predictions(pred, f)
+        write_atomic(args.output, lambda f: _write_text(f, pred))
     if y is not None:
         if model.head.name == "identity":
             mse = float(np.mean((pred.reshape(len(y), -1) - y.reshape(len(y), -1)) ** 2))

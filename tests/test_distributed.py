@@ -3,15 +3,17 @@
 The MPI tests launch `mpiexec -n 2 python tests/test_distributed.py <case> <dir>` (this file is
 also the worker) and skip, with the reason, when mpi4py or mpiexec is missing. They check that
 2 ranks equal one process (float64, 1e-12 on the weights), that a memory-mapped X is read only
-in each rank's rows, and that a configuration mismatch or a dead rank is an error on the
-others within a bounded time, not a hang.
+in each rank's rows, and that a configuration mismatch, a rank that left or a hung rank ends
+the whole job with the error printed, within a bounded time, not a hang.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -87,23 +89,22 @@ def _worker(case: str, out: Path) -> None:
                   "file_rss": _rss("Rss", str(out / "X.npy")),
                   "anon_growth": _rss("RssAnon") - anon,
                   "weights": [[w.tolist() for w in pair] for pair in model.get_weights()]}
-    elif case in ("mismatch", "dead"):
+    elif case in ("mismatch", "dead", "hung"):
         X, y = _data()
         layers = [4, 6, 3] if case == "mismatch" and rank == 1 else LAYERS
 
-        def die(epoch, logs, model):
-            if case == "dead" and rank == 1 and epoch == 2:
-                (out / "rank1.json").write_text(json.dumps({"error": None, "died": True}))
-                sys.exit(0)  # leaves the job: rank 0 waits in the next all-reduce
+        def leave(epoch, logs, model):
+            if rank == 1 and epoch == 2:
+                if case == "dead":
+                    model.stop_training = True  # leaves: rank 0 waits in the next all-reduce
+                elif case == "hung":
+                    time.sleep(600)  # as a stopped or deadlocked process would
 
-        start = time.monotonic()
-        try:
-            distributed.fit(_model(layers), X, y, epochs=50, lr=0.1, timeout=3,
-                            callbacks=[die])
-            result["error"] = None
-        except distributed.DistributedError as exc:
-            result["error"] = str(exc)
-        result["seconds"] = time.monotonic() - start
+        (out / f"rank{rank}.start").write_text(repr(time.time()))
+        (out / f"rank{rank}.pid").write_text(str(os.getpid()))
+        distributed.fit(_model(layers), X, y, epochs=50, lr=0.1,
+                        timeout=30 if case == "mismatch" else 3, callbacks=[leave])
+        result["returned"] = True  # an error never gets here: fit aborts the job
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 
@@ -134,18 +135,46 @@ def _mpiexec() -> str:
     return _LAUNCHER["exe"]
 
 
-def _launch(case: str, out: Path, limit: float = 90.0) -> tuple[dict, dict, float]:
+def _run(case: str, out: Path, limit: float) -> tuple[int, str, float]:
+    """(exit status, stdout + stderr, the time.time() it ended) of a 2-rank job; a job still
+    running after `limit` seconds is killed (its ranks too) and the test fails."""
     env = {**os.environ, "ACCELNN_BACKEND": "numpy", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, __file__, case, str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        text, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        for pid in [proc.pid, *(int(p.read_text()) for p in out.glob("rank*.pid"))]:
+            try:
+                os.killpg(pid, signal.SIGKILL) if pid == proc.pid else os.kill(pid,
+                                                                                signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        text, _ = proc.communicate()
+        pytest.fail(f"the job was still running after {limit:g} s:\n{text}")
+    return proc.returncode, text, time.time()
+
+
+def _launch(case: str, out: Path, limit: float = 90.0) -> tuple[dict, dict, float]:
     start = time.monotonic()
-    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, __file__, case, str(out)],
-                          env=env, capture_output=True, text=True, timeout=limit)
+    status, text, _ = _run(case, out, limit)
     seconds = time.monotonic() - start
     got = [out / f"rank{r}.json" for r in (0, 1)]
     if not all(p.exists() for p in got):
-        pytest.fail(f"a rank wrote no result (exit {proc.returncode}):\n{proc.stdout}\n"
-                    f"{proc.stderr}")
+        pytest.fail(f"a rank wrote no result (exit {status}):\n{text}")
     return json.loads(got[0].read_text()), json.loads(got[1].read_text()), seconds
+
+
+def _failed_job(case: str, out: Path, limit: float = 60.0) -> tuple[str, float]:
+    """The output of a job that must fail, and the seconds from rank 0's call of fit to the
+    end of the job; asserts that it failed and that no rank returned from fit."""
+    status, text, end = _run(case, out, limit)
+    assert status != 0, text
+    assert "aborting the job so that no rank waits for it" in text, text
+    assert not (out / "rank0.json").exists()
+    return text, end - float((out / "rank0.start").read_text())
 
 
 def test_two_ranks_equal_one_process(tmp_path, record_property):
@@ -189,21 +218,36 @@ def test_memmap_each_rank_reads_only_its_rows(tmp_path, record_property):
     assert _max_rel(ranks[0]["weights"], ref.get_weights()) < 1e-12
 
 
-def test_configuration_mismatch_is_an_error_on_every_rank(tmp_path):
-    rank0, rank1, seconds = _launch("mismatch", tmp_path, limit=60)
-    for got in (rank0, rank1):
-        assert got["error"] is not None and "layer_sizes differ" in got["error"]
-        assert "rank 0: [4, 5, 3]; rank 1: [4, 6, 3]" in got["error"]
-        assert got["seconds"] < 3, "the mismatch is found by the check, not a timeout"
-    assert seconds < 60
+def test_configuration_mismatch_ends_the_job_naming_it(tmp_path):
+    text, seconds = _failed_job("mismatch", tmp_path)
+    assert "DistributedError: the ranks disagree" in text
+    assert "layer_sizes differ (rank 0: [4, 5, 3]; rank 1: [4, 6, 3])" in text
+    assert seconds < 20, "the mismatch is found by the check, not by the 30 s timeout"
 
 
-def test_dead_rank_is_an_error_not_a_hang(tmp_path):
-    rank0, rank1, seconds = _launch("dead", tmp_path, limit=60)
-    assert rank1 == {"error": None, "died": True}
-    assert rank0["error"] is not None and "did not complete within 3 s" in rank0["error"]
-    assert 3 <= rank0["seconds"] < 30
-    assert seconds < 60
+def test_a_rank_that_leaves_ends_the_job_not_a_hang(tmp_path):
+    text, seconds = _failed_job("dead", tmp_path)
+    assert json.loads((tmp_path / "rank1.json").read_text()) == {"returned": True}
+    assert "accelnn.distributed: rank 0 of 2 failed" in text
+    assert re.search(r"DistributedError: rank 0: the all-reduce of step \d+ did not complete "
+                     r"within 3 s", text), text
+    assert 3 <= seconds < 30
+
+
+@pytest.mark.slow
+def test_a_hung_rank_is_ended_with_the_job(tmp_path):
+    """Launched as `mpiexec -n 2 python worker.py` (no `-m mpi4py`): rank 1 hangs in a
+    callback; rank 0 times out after 3 s, prints the error and aborts, which ends rank 1 too.
+    Before, rank 0 raised and then waited forever in MPI's finalization."""
+    text, seconds = _failed_job("hung", tmp_path)
+    assert re.search(r"rank 0: the all-reduce of step \d+ did not complete within 3 s", text)
+    assert 3 <= seconds < 30
+    hung = int((tmp_path / "rank1.pid").read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{hung}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{hung}").exists() or \
+        Path(f"/proc/{hung}/stat").read_text().split()[2] == "Z", "the hung rank lives on"
 
 
 # ---------------------------------------------------------------------- without a launcher
@@ -273,6 +317,29 @@ def test_fit_rejects_bad_arguments():
         distributed.fit(model, X[:, 0], y, comm=comm)
     assert all(np.array_equal(a, b) for pa, pb in zip(model.get_weights(), before)
                for a, b in zip(pa, pb))
+
+
+def test_a_failure_on_several_ranks_is_printed_and_aborts(monkeypatch, capsys):
+    """Without a launcher: a stand-in communicator of 2 ranks records the abort."""
+    class TwoRanks:
+        rank, size, aborted = 1, 2, []
+
+        def Abort(self, code):
+            self.aborted.append(code)
+
+    comm = TwoRanks()
+    monkeypatch.setattr(distributed, "world", lambda c=None: comm)
+    X, y = _data()
+    with pytest.raises(ValueError, match="timeout"):  # Abort returned: only the stand-in does
+        distributed.fit(_model(), X, y, comm=comm, timeout=0)
+    assert comm.aborted == [1]
+    err = capsys.readouterr().err
+    assert err.startswith("accelnn.distributed: rank 1 of 2 failed; aborting the job")
+    assert "ValueError: timeout must be a positive number of seconds, got 0" in err
+    comm.size, comm.aborted = 1, []  # one process: nothing to abort, the error is raised
+    with pytest.raises(ValueError, match="timeout"):
+        distributed.fit(_model(), X, y, comm=comm, timeout=0)
+    assert comm.aborted == [] and capsys.readouterr().err == ""
 
 
 def test_one_rank_equals_fit():
