@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zipfile
 
 import numpy as np
 import pytest
 
 import accelnn
+from accelnn import files
 from tests.conftest import max_rel_err
 
 
@@ -116,3 +118,51 @@ def test_pickled_arrays_are_refused(tmp_path, trained):
     _rewrite(path, classes=np.array([object(), object()], dtype=object))
     with pytest.raises(ValueError, match="not a readable accelnn model file"):
         accelnn.MLP.load(path)
+
+
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path, trained):
+    """rel-15: re-saving a 0600 checkpoint left it 0644."""
+    model, _ = trained
+    path = tmp_path / "m.npz"
+    model.save(path)
+    os.chmod(path, 0o600)
+    model.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_an_interrupt_after_the_rename_reaches_the_caller(tmp_path, trained, monkeypatch):
+    """rel-10: a Ctrl-C landing just after the rename was replaced by a FileNotFoundError from
+    the cleanup. Now the interrupt reaches the caller, the new file is whole and no temporary
+    file is left."""
+    model, _ = trained
+    path = tmp_path / "m.npz"
+    real_replace = files.os.replace
+
+    def replace_then_interrupt(a, b):
+        real_replace(a, b)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+    assert all(np.array_equal(a, b) for pa, pb in zip(accelnn.MLP.load(path).get_weights(),
+                                                      model.get_weights())
+               for a, b in zip(pa, pb))
+
+
+def test_a_crashed_save_leaves_nothing_the_next_save_keeps(tmp_path, trained, monkeypatch):
+    """rel-11: a crash mid-save left an .accelnn-*.tmp file that no later save removed."""
+    model, _ = trained
+    path = tmp_path / "m.npz"
+
+    def crash(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        model.save(path)
+    monkeypatch.undo()
+    model.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
