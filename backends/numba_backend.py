@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from accelnn.backends.base import Backend
-from accelnn.optimizers import SGD
+from accelnn.optimizers import RULES
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -103,49 +103,30 @@ class NumbaBackend(Backend):
         self.k.activate(Z, code)
         return Z
 
-    # ----------------------------------------------------------------- optimizer updates
-    def sgd_update(self, params, grads, lr):
-        for p, g in zip(params, grads):
-            if _fast(p, g):
-                self.k.sgd(p, g, p.dtype.type(lr))
-            else:
-                super().sgd_update([p], [g], lr)
-
-    def momentum_update(self, params, grads, velocities, lr, momentum, nesterov):
-        for p, g, v in zip(params, grads, velocities):
-            if _fast(p, g, v):
-                dt = p.dtype.type
-                self.k.momentum(p, g, v, dt(lr), dt(momentum), bool(nesterov))
-            else:
-                super().momentum_update([p], [g], [v], lr, momentum, nesterov)
-
-    def adam_update(self, params, grads, ms, vs, lr, beta1, beta2, eps, step,
-                    weight_decay=0.0):
-        lr_t = lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        for p, g, m, v in zip(params, grads, ms, vs):
-            if _fast(p, g, m, v):
-                dt = p.dtype.type
-                self.k.adam(p, g, m, v, dt(lr_t), dt(beta1), dt(beta2), dt(1.0 - beta1),
-                            dt((1.0 - beta2) / (1.0 - beta1) ** 2), dt(eps),
-                            dt(1.0 - lr * weight_decay))
-            else:
-                super().adam_update([p], [g], [m], [v], lr, beta1, beta2, eps, step,
-                                    weight_decay)
-
-    def rmsprop_update(self, params, grads, sqs, lr, rho, eps):
-        for p, g, sq in zip(params, grads, sqs):
-            if _fast(p, g, sq):
-                dt = p.dtype.type
-                self.k.rmsprop(p, g, sq, dt(lr), dt(rho), dt(1.0 - rho), dt(eps))
-            else:
-                super().rmsprop_update([p], [g], [sq], lr, rho, eps)
+    # ----------------------------------------------------------------- optimizer update
+    def update(self, rule, params, grads, states, scalars):
+        """The rule's kernel (numba_kernels.UPDATES) on each parameter, with the scalars cast
+        to its dtype; the rule's reference on arrays the kernels don't take, and for rules
+        without a kernel (a Rule of its own under a built-in name included)."""
+        kernel = self.k.UPDATES.get(rule.name)
+        if kernel is None or RULES.get(rule.name) is not rule:
+            return super().update(rule, params, grads, states, scalars)
+        dtype = typed = None
+        for p, g, *state in zip(params, grads, *states):
+            if not _fast(p, g, *state):
+                rule.reference(np, p, g, *state, *scalars)
+                continue
+            if p.dtype is not dtype:
+                dtype, typed = p.dtype, tuple(map(p.dtype.type, scalars))
+            kernel(p, g, *state, *typed)
 
     # ----------------------------------------------------------------- whole-step fast path
     def fused_train_step(self, spec):
         """The whole-step kernel for dense networks with at least one hidden layer, at most
         FUSED_STEP_MAX_MACS multiply-adds per sample, float32/float64; None otherwise.
-        Plain SGD runs inside the kernel; other optimizers update through the backend's
-        kernels afterwards (the kernel then leaves the weights alone)."""
+        An optimizer with the plain SGD rule runs inside the kernel, with its folded learning
+        rate; other optimizers update through `update` afterwards (the kernel then leaves the
+        weights alone)."""
         k, sizes = self.k, spec.layer_sizes
         macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
         codes = [k.ACT_CODES.get(a.name) for a in spec.activations]
@@ -155,7 +136,7 @@ class NumbaBackend(Backend):
         dtype, opt = np.dtype(spec.dtype).type, spec.optimizer
         acts = np.array(codes, dtype=np.int64)
         head = k.HEAD_CODES[spec.head.name]
-        in_kernel_sgd = isinstance(opt, SGD) and opt.momentum == 0.0
+        in_kernel_sgd = opt.rule is RULES["sgd"]
         per_size: dict[int, tuple] = {}  # a fit meets at most two sizes: batch and rest
 
         def step(params, grads, opt_state, X, Y, lr):
@@ -166,9 +147,10 @@ class NumbaBackend(Backend):
                                 np.empty((m, sizes[-1]), dtype)),
                                dtype(1.0 / m), spec.l2 / (2 * m), dtype(spec.l2 / m))
             buffers, inv_m, l2_loss, l2_grad = per_size[m]
+            sgd_lr = opt.step_scalars(opt_state, lr)[0] if in_kernel_sgd else 0.0
             loss = k.train_step(tuple(params[0::2]), tuple(params[1::2]),
                                 tuple(grads[0::2]), tuple(grads[1::2]), acts, head, X, Y,
-                                buffers, in_kernel_sgd, dtype(lr), inv_m, l2_loss, l2_grad)
+                                buffers, in_kernel_sgd, dtype(sgd_lr), inv_m, l2_loss, l2_grad)
             if not in_kernel_sgd:
                 opt.update(self, params, grads, opt_state, lr)
             return dtype(loss)

@@ -349,6 +349,9 @@ def loss_delta(Z, Y, out, code, inv_m):
 
 
 # ---------------------------------------------------------------------- optimizer updates
+# One kernel per rule of accelnn.optimizers, called as kernel(p, g, *state arrays, *scalars)
+# with the rule's scalars cast to the array dtype: its reference's operations, in its order,
+# one element at a time (g is left alone).
 @kernel
 def sgd(p, g, lr):
     """p <- p - lr g."""
@@ -357,8 +360,8 @@ def sgd(p, g, lr):
         p[i] -= g[i] * lr
 
 
-@kernel
-def momentum(p, g, v, lr, mu, nesterov):
+@njit(inline="always")
+def _momentum_loop(p, g, v, lr, mu, nesterov):
     """v <- mu v - lr g; p <- p + v, or p - lr g + mu v with Nesterov."""
     p, g, v = _flat(p), _flat(g), _flat(v)
     for i in range(p.size):
@@ -371,9 +374,20 @@ def momentum(p, g, v, lr, mu, nesterov):
 
 
 @kernel
+def momentum(p, g, v, lr, mu):
+    """v <- mu v - lr g; p <- p + v."""
+    _momentum_loop(p, g, v, lr, mu, False)
+
+
+@kernel
+def nesterov(p, g, v, lr, mu):
+    """v <- mu v - lr g; p <- p - lr g + mu v."""
+    _momentum_loop(p, g, v, lr, mu, True)
+
+
+@kernel
 def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
-    """Adam as Backend.adam_update: c1 = 1 - beta1, c2 = (1 - beta2) / c1^2, decay = 1 - lr wd
-    (1 for none), lr_t the bias-corrected step."""
+    """m <- beta1 m + c1 g; v <- beta2 v + (c1 g)^2 c2; p <- decay p - lr_t m / (sqrt(v) + eps)."""
     p, g, m, v = _flat(p), _flat(g), _flat(m), _flat(v)
     for i in range(p.size):
         gs = g[i] * c1
@@ -384,12 +398,15 @@ def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
 
 @kernel
 def rmsprop(p, g, sq, lr, rho, c, eps):
-    """RMSprop as Backend.rmsprop_update, c = 1 - rho: sq <- rho sq + c g^2;
-    p <- p - lr g / (sqrt(sq) + eps)."""
+    """sq <- rho sq + c g^2; p <- p - lr g / (sqrt(sq) + eps)."""
     p, g, sq = _flat(p), _flat(g), _flat(sq)
     for i in range(p.size):
         sq[i] = sq[i] * rho + c * (g[i] * g[i])
         p[i] -= g[i] * lr / (math.sqrt(sq[i]) + eps)
+
+
+UPDATES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam,
+           "rmsprop": rmsprop}
 
 
 # ---------------------------------------------------------------------- whole training step
