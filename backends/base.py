@@ -15,7 +15,7 @@ Conventions shared by every primitive:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,18 @@ class Backend:
     def probe(cls) -> str | None:
         """Return None when the backend can run here, else the reason it cannot."""
         return None
+
+    @classmethod
+    def fused_kernels(cls) -> dict[str, Mapping[str, Any]]:
+        """This backend's tables of fused kernels by kind of work, each keyed by name:
+        "activation" (g in bias_act) and "activation gradient" (act_grad) by the names of
+        accelnn.activations.ACTIVATIONS, "head" (loss_delta) and "head output" (output) by those
+        of accelnn.losses.HEADS, "optimizer" (update) by rule name (accelnn.optimizers.RULES).
+        A backend with kernels dispatches through these tables, declares what it leaves to
+        the generic path on purpose in its module's DELIBERATELY_GENERIC ({kind: {name:
+        reason}}), and must answer without a device (tests/test_kernel_coverage.py reads both
+        everywhere). The generic backends have none: {}."""
+        return {}
 
     # ----------------------------------------------------------------- data movement
     def asarray(self, x, dtype=None):

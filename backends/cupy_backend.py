@@ -49,6 +49,19 @@ DLPACK_ON_GPU = (2, 13)  # kDLCUDA, kDLCUDAManaged
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 SWITCHES = ("ACCELNN_ALLOW_TF32", "ACCELNN_CUDA_GRAPHS")
 
+# What this backend leaves to the generic path on purpose, by kind of fused work (see
+# `CupyBackend.fused_kernels`), each with the reason; tests/test_kernel_coverage.py fails on
+# any activation, head or optimizer rule that has neither a kernel here nor an entry.
+_PREDICTION = ("h(Z) for prediction only, outside every training step and its CUDA graph: a "
+               "few CuPy kernels over the (m, n_out) output layer, small next to the forward "
+               "GEMMs (not measured against a fused kernel)")
+DELIBERATELY_GENERIC: dict[str, dict[str, str]] = {
+    "activation gradient": {"identity": "g' = 1: nothing to do, and the generic path does "
+                                        "nothing"},
+    "head output": {"sigmoid": _PREDICTION, "softmax": _PREDICTION,
+                    "identity": "h(Z) = Z: nothing to do, and the generic path does nothing"},
+}
+
 
 def device_ordinal(value, count: int, source: str = "ACCELNN_DEVICE") -> int:
     """The GPU ordinal `value` names (None or "" mean 0), checked against `count` devices.
@@ -157,6 +170,14 @@ class CupyBackend(Backend):
         self._graphs_note = ("on" if self.graphs else "off (turned off)" if not graphs
                              else f"off (cuBLAS cannot be called directly: {no_blas})")
         self._tables: dict = {}  # device pointer tables of the multi-tensor updates
+        self.kernels = self.fused_kernels()
+
+    @classmethod
+    def fused_kernels(cls) -> dict[str, dict]:
+        """The kernels' tables, by kind (see Backend.fused_kernels): the formulas and update
+        bodies of cupy_kernels, from which its kernels are built on first use."""
+        return {"activation": K.FORWARD, "activation gradient": K.GRAD, "head": K.LOSS,
+                "head output": {}, "optimizer": K.UPDATES}
 
     # ----------------------------------------------------------------- data movement
     def asarray(self, x, dtype=None):
@@ -214,13 +235,15 @@ class CupyBackend(Backend):
         return cupy.matmul(a, b, out=out)
 
     def bias_act(self, Z, b, act):
-        if ACTIVATIONS.get(act.name) is not act or not self._fused(Z, b):
+        if (act.name not in self.kernels["activation"] or ACTIVATIONS.get(act.name) is not act
+                or not self._fused(Z, b)):
             return super().bias_act(Z, b, act)
         K.bias_act(act.name)(b, Z)
         return Z
 
     def act_grad(self, dA, A, act):
-        if act.name not in K.GRAD or ACTIVATIONS[act.name] is not act or not self._fused(dA, A):
+        if (act.name not in self.kernels["activation gradient"]
+                or ACTIVATIONS.get(act.name) is not act or not self._fused(dA, A)):
             return super().act_grad(dA, A, act)
         K.act_grad(act.name)(A, dA)
         return dA
@@ -234,7 +257,8 @@ class CupyBackend(Backend):
         return out
 
     def loss_delta(self, Z, Y, head, out):
-        if HEADS.get(head.name) is not head or not self._fused(Z, Y, out):
+        if (head.name not in self.kernels["head"] or HEADS.get(head.name) is not head
+                or not self._fused(Z, Y, out)):
             return super().loss_delta(Z, Y, head, out)
         (m, n), t = Z.shape, Z.dtype.type
         if out is not Z:
@@ -279,7 +303,7 @@ class CupyBackend(Backend):
         once per set of arrays (one copy to the device) and then reused."""
         arrays = [params, grads, *states]
         if (not params or RULES.get(rule.name) is not rule
-                or rule.name not in K.UPDATES
+                or rule.name not in self.kernels["optimizer"]
                 or not self._fused(*(a for group in arrays for a in group))):
             return super().update(rule, params, grads, states, scalars)
         key = tuple(a.data.ptr for group in arrays for a in group) + \
