@@ -162,7 +162,6 @@ class CupyBackend(Backend):
         self._tf32_asked = bool(allow_tf32)
         self._gemm32 = (self._linalg.COMPUTE_TYPE_TF32 if self.tf32
                         else self._linalg.COMPUTE_TYPE_DEFAULT)
-        self._rows: dict = {}  # per-row loss scratch of the softmax head, by (m, dtype)
         from accelnn.backends.cupy_blas import Cublas  # needs CuPy's CUDA libraries loaded
 
         self._blas, no_blas = Cublas.load()
@@ -265,7 +264,7 @@ class CupyBackend(Backend):
             out[...] = Z
         divisor = t(K.LOSS[head.name][2] * m)
         if head.name == "softmax":
-            rows = self._row_scratch(m, Z.dtype)
+            rows = cupy.empty(m, Z.dtype)  # per call: calls from several threads never share it
             per_block = K.SOFTMAX_ROWS_PER_BLOCK
             K.raw("softmax_delta", Z.dtype)(
                 ((m + per_block - 1) // per_block,), (32, per_block),
@@ -274,14 +273,6 @@ class CupyBackend(Backend):
         loss = K.loss_sum(head.name)(out, Y, divisor)
         K.output_delta(head.name)(Y, t(1.0 / m), out)
         return loss
-
-    def _row_scratch(self, m: int, dtype):
-        key = (m, dtype)
-        if key not in self._rows:
-            if len(self._rows) >= 8:
-                self._rows.clear()
-            self._rows[key] = cupy.empty(m, dtype)
-        return self._rows[key]
 
     def add_scaled(self, y, x, c: float):
         if not self._fused(y, x):
