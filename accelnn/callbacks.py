@@ -92,8 +92,9 @@ def as_callback(cb) -> Callable[[int, dict, Any], Any]:
 
 
 class Progress:
-    """A tqdm bar on a terminal when verbose (plain text when tqdm is missing); verbose=2
-    prints one line per epoch anywhere; silent otherwise."""
+    """verbose=1: a tqdm bar on a terminal (plain text when tqdm is missing), and where
+    stderr is no terminal (logs, CI, notebooks) one line per epoch, as verbose=2 prints
+    anywhere; silent for 0."""
 
     def __init__(self, verbose: int, epochs: int):
         self.verbose, self.bar = verbose, None
@@ -108,7 +109,7 @@ class Progress:
         self.epochs = epochs
 
     def update(self, epoch: int, logs: dict) -> None:
-        if not (self.tty or self.verbose == 2):
+        if not self.verbose:
             return
         text = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
         if self.bar is not None:
@@ -117,7 +118,7 @@ class Progress:
         elif self.tty:
             sys.stderr.write(f"\repoch {epoch}/{self.epochs} {text}   ")
             sys.stderr.flush()
-        elif self.verbose == 2:
+        else:
             print(f"epoch {epoch}/{self.epochs} {text}", flush=True)
 
     def close(self) -> None:

@@ -68,7 +68,7 @@ def _demo(args) -> int:
 
 def _bench(args) -> int:
     from accelnn.bench import main
-    from accelnn.train_cli import check_outputs
+    from accelnn.cli_shared import check_outputs
 
     # a report that cannot be written is found before the minutes of measuring, not after
     check_outputs({"--json": args.json, "--markdown": args.markdown, "--plot": args.plot},
@@ -78,19 +78,36 @@ def _bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from accelnn.bench import add_arguments
-    from accelnn.train_cli import add_predict_parser, add_train_parser
+    from accelnn.predict_cli import add_predict_parser
+    from accelnn.train_cli import add_train_parser
 
     parser = argparse.ArgumentParser(prog="accelnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="backends available here, and why not; machine and BLAS")
+    sub.add_parser("info", help="backends available here, and why not; machine and BLAS",
+                   description="Print accelnn's version, the machine (CPU, cores, BLAS, the "
+                               "ACCELNN_* variables), the default dtype, each backend and "
+                               "whether it can run here (and why not), and the backend "
+                               "auto picks. Exit status 1 when ACCELNN_DTYPE is unusable "
+                               "or the selected backend cannot run here.")
     demo = sub.add_parser("demo", help="train the classic [2, 4, 1] tanh/sigmoid network on "
-                                       "the planar flower data")
-    demo.add_argument("--backend", default=None, help="numpy, numba, cupy or auto")
-    demo.add_argument("--dtype", default=None, help="float32 or float64")
-    demo.add_argument("--epochs", type=int, default=10000)
-    demo.add_argument("--lr", type=float, default=1.2)
-    demo.add_argument("--hidden", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=1)
+                                       "the planar flower data",
+                          description="Train a [2, HIDDEN, 1] tanh/sigmoid network with "
+                                      "full-batch gradient descent on 400 points of the "
+                                      "planar flower data, printing the loss, the training "
+                                      "accuracy and the time per step five times.")
+    demo.add_argument("--backend", default=None,
+                      help="numpy, numba, cupy or auto (default: ACCELNN_BACKEND, else "
+                           "auto: the fastest available)")
+    demo.add_argument("--dtype", default=None,
+                      help="float32 or float64 (default: ACCELNN_DTYPE, else float32)")
+    demo.add_argument("--epochs", type=int, default=10000,
+                      help="gradient descent steps (default: %(default)s)")
+    demo.add_argument("--lr", type=float, default=1.2,
+                      help="learning rate (default: %(default)s)")
+    demo.add_argument("--hidden", type=int, default=4,
+                      help="hidden units (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=1,
+                      help="seeds the data and the weights (default: %(default)s)")
     add_arguments(sub.add_parser("bench", help="throughput and numerical agreement of every "
                                                "backend (and PyTorch/JAX peers), side by side"))
     add_train_parser(sub)
@@ -100,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from accelnn.backends import BackendError
-    from accelnn.train_cli import run_predict, run_train
+    from accelnn.predict_cli import run_predict
+    from accelnn.train_cli import run_train
 
     args = build_parser().parse_args(argv)
     handler = {"info": _info, "demo": _demo, "bench": _bench, "train": run_train,

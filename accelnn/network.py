@@ -92,7 +92,7 @@ class Scratch:
     def take(self, backend, shapes: list[tuple[int, int]], dtype) -> list:
         with self._lock:
             kept, self._kept = self._kept, None
-        if kept is not None and kept[0].dtype == dtype and [a.shape for a in kept] == shapes:
+        if kept and kept[0].dtype == dtype and [a.shape for a in kept] == shapes:
             return kept
         return [backend.empty(s, dtype) for s in shapes]
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import accelnn
+from accelnn.predict_cli import add_predict_parser, run_predict
 from accelnn.tabular import load_data
-from accelnn.train_cli import add_predict_parser, add_train_parser, run_predict, run_train
+from accelnn.train_cli import add_train_parser, run_train
 
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
                                    reason="scikit-learn is not installed: the digits are "
@@ -210,14 +211,14 @@ def test_command_errors(tmp_path):
           ["train", text, "--task", "regress", "--output", str(tmp_path / "m.npz")])
     fails(ValueError, "unknown optimizer 'adagrad'",
           ["train", "xor", "--optimizer", "adagrad", "--output", str(tmp_path / "m.npz")])
-    fails(ValueError, "validation_split must be a number in",
+    fails(ValueError, "--validation-split must be a number in",
           ["train", "xor", "--validation-split", "1.5", "--output", str(tmp_path / "m.npz")])
     assert not (tmp_path / "m.npz").exists()
     assert _main(["train", "xor", "--epochs", "1", "--quiet", "--backend", "numpy",
                   "--output", str(tmp_path / "m.npz")]) == 0
     fails(ValueError, r"one\.csv has 1 feature columns, but the model .*m\.npz takes 2",
           ["predict", str(tmp_path / "m.npz"), one, "--target", "y"])
-    fails(ValueError, r"not a readable accelnn model file",
+    fails(ValueError, r"one\.csv is not a model file \(not a \.npz archive\): MODEL is",
           ["predict", one, "xor"])
 
 
