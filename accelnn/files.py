@@ -57,9 +57,10 @@ def write_atomic(path, write) -> None:
     first (see the module docstring).
 
     Raises TypeError for a path that is not a path or a `write` that is not callable,
-    IsADirectoryError when `path` is a folder, FileNotFoundError / NotADirectoryError when
-    its folder does not exist or is not a folder, other OSErrors (e.g. PermissionError, a
-    full disk) naming the target, and whatever `write` raises.
+    IsADirectoryError when `path` is a folder, OSError (EINVAL) when it is an existing device,
+    pipe or socket (such as /dev/null, which a rename would replace), FileNotFoundError /
+    NotADirectoryError when its folder does not exist or is not a folder, other OSErrors
+    (e.g. PermissionError, a full disk) naming the target, and whatever `write` raises.
     """
     target = _target(path)
     if not callable(write):
@@ -107,6 +108,9 @@ def _target(path) -> str:
     target = os.path.realpath(path)
     if os.path.isdir(target) or path.endswith(("/", os.sep)):
         raise IsADirectoryError(f"cannot write {path!r}: it names a folder, not a file")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise OSError(errno.EINVAL, f"cannot write {path!r}: it is a device, pipe or socket, "
+                                    f"not a regular file (a rename would replace it)")
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         if os.path.exists(folder):

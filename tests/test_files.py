@@ -281,3 +281,13 @@ def test_a_long_target_name_gets_a_short_temporary_name(tmp_path):
     write_atomic(tmp_path / name, write)
     assert (tmp_path / name).read_bytes() == NEW
     assert len(seen) == 1 and len(seen[0]) <= 255 and files._pattern(name).fullmatch(seen[0])
+
+
+def test_a_device_or_pipe_is_never_replaced(tmp_path):
+    """A rename over /dev/null (as root) replaced the device with a regular file."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="device, pipe or socket"):
+        write_atomic(fifo, lambda f: f.write(b"x"))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
