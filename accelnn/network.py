@@ -92,7 +92,9 @@ class Scratch:
     def take(self, backend, shapes: list[tuple[int, int]], dtype) -> list:
         with self._lock:
             kept, self._kept = self._kept, None
-        if kept is not None and kept[0].dtype == dtype and [a.shape for a in kept] == shapes:
+        # (a network without hidden layers keeps an empty set: nothing to compare)
+        if (kept is not None and [a.shape for a in kept] == shapes
+                and all(a.dtype == dtype for a in kept)):
             return kept
         return [backend.empty(s, dtype) for s in shapes]
 

@@ -119,6 +119,20 @@ def test_binary_predict_proba_has_two_columns():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("sizes, output", [([2, 3], "softmax"), ([2, 1], "sigmoid"),
+                                            ([2, 4, 3], "softmax"), ([2, 4, 1], "sigmoid")])
+def test_a_never_fitted_classifier_predicts_class_indices(backend, sizes, output):
+    """No fit, no classes=: predict gives the argmax of predict_proba as the indices 0..n-1,
+    call after call (also with no hidden layer, whose set of hidden buffers is empty)."""
+    model = accelnn.MLP(sizes, output=output, seed=0, backend=backend.name, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    for _ in range(3):
+        P = backend.to_numpy(model.predict_proba(X))
+        pred = backend.to_numpy(model.predict(X))
+        np.testing.assert_array_equal(pred, P.argmax(axis=1))
+        assert pred.dtype.kind == "i"
+
+
 def test_inputs_lists_array_protocol_dlpack_and_integers():
     X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     model = accelnn.MLP([2, 3, 1], "tanh", "sigmoid", seed=0, dtype="float64", backend="numpy")
