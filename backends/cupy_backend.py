@@ -232,9 +232,9 @@ class CupyBackend(Backend):
                                       (dZ, out, np.int32(m), np.int32(n)))
         return out
 
-    def loss_delta(self, Z, Y, head, out):
-        if HEADS.get(head.name) is not head or not self._fused(Z, Y, out):
-            return super().loss_delta(Z, Y, head, out)
+    def loss_delta(self, Z, Y, head, out, weights=None):
+        if HEADS.get(head.name) is not head or weights is not None or not self._fused(Z, Y, out):
+            return super().loss_delta(Z, Y, head, out, weights)  # weighted: the generic path
         (m, n), t = Z.shape, Z.dtype.type
         if out is not Z:
             out[...] = Z
