@@ -175,16 +175,18 @@ class MLP:
         return P
 
     def predict(self, X):
-        """Class labels (classifiers), 0/1 per output (multi-label sigmoid) or outputs
-        (identity head). Numeric labels come back as an array of the model's backend, other
-        labels (text) as a NumPy array. Before any fit, a classifier's labels are 0..n-1.
+        """Class labels (classifiers: shape (m,)), 0/1 per output (multi-label sigmoid:
+        (m, nL)) or outputs (identity head: (m,) for one output, as scikit-learn's
+        MLPRegressor, else (m, nL)). Numeric labels come back as an array of the model's
+        backend, other labels (text) as a NumPy array. Before any fit, a classifier's labels
+        are 0..n-1.
 
         Decisions come from the logits: softmax keeps their order, and sigmoid(z) > 0.5
         exactly when z > 0 (without the rounding of probabilities next to 0.5)."""
         head = self._need_head()
         Z = self._logits(X)
         if head.name == "identity":
-            return Z
+            return Z[:, 0] if Z.shape[1] == 1 else Z
         if head.name == "sigmoid":
             hit = (Z > 0).astype(np.intp)
             if Z.shape[1] > 1:

@@ -498,8 +498,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, Y, y, attrs, (Y.shape[1], "identity")
 
     def _predict_with(self, mlp: MLP, X, fitted: dict) -> np.ndarray:
-        out = mlp.backend.to_numpy(mlp.predict(X))
-        return out.ravel() if out.shape[1] == 1 else out
+        return mlp.backend.to_numpy(mlp.predict(X))  # (n,) for one target, as MLP.predict
 
     def partial_fit(self, X, y):
         """One epoch over (X, y), continuing the optimizer. Rejects what fit rejects."""

@@ -77,6 +77,34 @@ def test_auto_output_for_one_unit(y, head, classes):
     assert (model.classes_ is None) if classes is None else model.classes_.tolist() == classes
 
 
+def test_an_output_that_cannot_hold_the_labels_is_an_error():
+    """3-class integer labels on one output unit: refused, not taken for a regression."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 4)), rng.integers(0, 3, 100)
+    model = accelnn.MLP([4, 8, 1], seed=0, backend="numpy")
+    with pytest.raises(ValueError, match="y holds 3 distinct integer labels, but the output "
+                                         "layer has 1 unit.*output='identity'"):
+        model.fit(X, y)
+    assert model.head is None and model.epoch_ == 0
+    with pytest.raises(ValueError, match="y has 3 classes, but a sigmoid output with 1 "
+                                         "units holds 2"):
+        accelnn.MLP([4, 8, 1], output="sigmoid", backend="numpy").fit(X, y)
+    with pytest.raises(ValueError, match="y has 3 classes, but a softmax output with 2 "
+                                         "units holds 2"):
+        accelnn.MLP([4, 8, 2], backend="numpy").fit(X, y + 5)
+    reg = accelnn.MLP([4, 8, 1], output="identity", seed=0, backend="numpy")
+    reg.fit(X, y)  # asked for: a regression on the integers
+    assert reg.predict(X).shape == (100,)
+
+
+def test_predict_of_a_regressor_has_one_axis_for_one_output():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    one = accelnn.MLP([3, 4, 1], output="identity", seed=0, backend="numpy")
+    two = accelnn.MLP([3, 4, 2], output="identity", seed=0, backend="numpy")
+    assert one.predict(X).shape == (10,) and two.predict(X).shape == (10, 2)
+    np.testing.assert_array_equal(one.predict(X), one.forward(X)[:, 0])
+
+
 @pytest.mark.parametrize("y, head", [
     (np.array([0, 2, 1, 2]), "softmax"),
     (np.eye(3)[[0, 2, 1, 2]], "softmax"),
