@@ -255,7 +255,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         weights = unless_uniform(wt)
     first = state.epoch
     last = epochs if resumed is not None else first + epochs
-    schedule.bind(last)
+    schedule.bind(last, first)
     if resumed is not None and resumed.state.run:
         schedule.load_state(resumed.state.run["schedule_state"])
     run = _Run(model, Data(model, Xd, Yd, rows, part, weights), batch_size, shuffle, val,

@@ -45,11 +45,11 @@ def unless_uniform(w: np.ndarray | None) -> np.ndarray | None:
 
 
 def check_class_weight(class_weight) -> None:
-    """TypeError/ValueError unless class_weight is None, "balanced" or a dict of numbers >= 0."""
+    """ValueError unless class_weight is None, "balanced" or a dict of numbers >= 0."""
     if class_weight is None or class_weight == "balanced":
         return
     if not isinstance(class_weight, dict):
-        raise TypeError(f"class_weight must be 'balanced' or a dict {{label: weight}}, got "
+        raise ValueError(f"class_weight must be 'balanced' or a dict {{label: weight}}, got "
                         f"{class_weight!r}")
     for label, weight in class_weight.items():
         if not (isinstance(weight, (int, float, np.integer, np.floating))
