@@ -14,6 +14,7 @@ from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.backends import get_backend
 from accelnn.batches import Data
 from accelnn.callbacks import History
+from accelnn.features import check_feature_names
 from accelnn.losses import Head, get_head
 from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.network import Network, Scratch, check_layer_sizes, hidden_activations
@@ -37,6 +38,10 @@ class MLP:
     backend: a name or Backend (default: accelnn's current selection, see accelnn.get_backend).
     classes: the class labels, fixed before any are seen (sorted; class i is output unit i, or
         for one sigmoid unit, the 0/1 target). By default the first fit's labels decide.
+
+    Feature names: fitted on a table with string column names (a pandas DataFrame), the
+    model keeps them as `feature_names_in_` (saved with it), and every later call refuses a
+    table whose names differ (ValueError); NumPy arrays are taken as they are.
 
     Threads: `forward`, `predict`, `predict_proba`, `loss`, `loss_and_grads` and
     `get_weights` may be called on one model from any number of threads at once, also while
@@ -145,6 +150,7 @@ class MLP:
         part=(lo, m): X holds rows lo, lo+1, ... of a data set of m rows split across
         processes, and y the targets of all m rows, so that the output and the classes
         resolve from every label, the same in every process; Y keeps X's rows only."""
+        self._named(X)
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, self.layer_sizes[-1], head or self.head,
@@ -152,8 +158,14 @@ class MLP:
         return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
     # ------------------------------------------------------------------ inference
+    def _named(self, X) -> None:
+        """ValueError when X's feature names differ from feature_names_in_ (accelnn.features);
+        TypeError for column names that mix strings and other types."""
+        check_feature_names(getattr(self, "feature_names_in_", None), X)
+
     def _logits(self, X):
         """Z[L] for X, in a new backend array, from the weights of one whole step."""
+        self._named(X)
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         with self.state.guard.reading():
             return self.network.logits(self.state.params, Xd, self._scratch)
@@ -332,9 +344,16 @@ class MLP:
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:
-        """Write weights, configuration, classes, RNG state, epoch and sample counts and
-        optimizer state to one .npz file, atomically; it loads without pickle. See accelnn.io."""
-        io.save(path, io.ModelFile(self.get_config(), self.classes_, self.state.saved()))
+        """Write weights, configuration, classes, feature names, RNG state, epoch and sample
+        counts and optimizer state to one .npz file, atomically; it loads without pickle. See
+        accelnn.io."""
+        io.save(path, self.file_record(self.state.saved()))
+
+    def file_record(self, saved) -> io.ModelFile:
+        """What a file holds of this model, with the training state `saved` (a SavedState)."""
+        names = getattr(self, "feature_names_in_", None)
+        return io.ModelFile(self.get_config(), self.classes_, saved,
+                            None if names is None else [str(n) for n in names])
 
     @classmethod
     def load(cls, path, *, backend=None) -> MLP:
@@ -346,6 +365,8 @@ class MLP:
         model = cls(c["layer_sizes"], c["hidden_activation"], c["output"], l2=c["l2"],
                     dtype=c["dtype"], backend=backend, classes=record.classes)
         model.state.adopt(record.state)
+        if record.feature_names is not None:
+            model.feature_names_in_ = np.asarray(record.feature_names, dtype=object)
         return model
 
     def _need_head(self) -> Head:

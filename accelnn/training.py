@@ -18,6 +18,7 @@ from accelnn import io, lbfgs
 from accelnn._data import check_host_X
 from accelnn.batches import Data
 from accelnn.callbacks import CallbackList, EarlyStopping, History, Progress, Stopping
+from accelnn.features import feature_names
 from accelnn.losses import get_head
 from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.optimizers import check_lr, get_optimizer
@@ -201,6 +202,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         Xd, Yd, head, classes = model.encode(X, y, head=known_head, classes=known_classes,
                                              part=part)
         m = part[1] if part else Xd.shape[0]
+    names = feature_names(X)  # checked against the model's by encode
     weights = combined(check_sample_weight(sample_weight, m), class_weight, y, head.name,
                        classes)
     val = None
@@ -237,6 +239,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     if resumed is not None:
         state.adopt(resumed.state)
     model.head, model.classes_ = head, classes
+    if names is not None:
+        model.feature_names_in_ = names
     if solver is None:
         state.set_optimizer(opt)
     else:
@@ -446,8 +450,7 @@ class _Run:
         model = self.model
         run = {"schedule": self.schedule.name, "schedule_state": self.schedule.state(),
                "lr": self.lr0}
-        io.save(self.checkpoint, io.ModelFile(model.get_config(), model.classes_,
-                                              model.state.saved(run)))
+        io.save(self.checkpoint, model.file_record(model.state.saved(run)))
 
     @staticmethod
     def _diverged(state, good, start, what: str):
