@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from accelnn import io, training
+from accelnn import export, io, training
 from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.backends import get_backend
 from accelnn.batches import Data
@@ -343,6 +343,13 @@ class MLP:
         return lambda: step(Xd, Yd, lr)
 
     # ------------------------------------------------------------------ files
+    def to_onnx(self, path) -> None:
+        """Write the forward pass as an ONNX graph (float32, opset 17): input "X" (N, n0),
+        output "output" = forward(X) (see accelnn.export). Needs the onnx package
+        (ImportError saying how to get it) and a resolved output (RuntimeError)."""
+        self._need_head()
+        export.write_mlp(self, path)
+
     def save(self, path) -> None:
         """Write weights, configuration, classes, feature names, RNG state, epoch and sample
         counts and optimizer state to one .npz file, atomically; it loads without pickle. See

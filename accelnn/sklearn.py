@@ -66,6 +66,7 @@ except ImportError as exc:
     raise ImportError("accelnn.sklearn needs scikit-learn >= 1.6: pip install "
                       "'accelnn[sklearn]' (or pip install scikit-learn)") from exc
 
+from accelnn import export
 from accelnn.lbfgs import LBFGS
 from accelnn.model import MLP
 from accelnn.schedules import Adaptive
@@ -94,8 +95,8 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: hyper-parameters, the fit loop, pickling.
     Subclasses give `_validate_xy` (checked X, the targets for the accelnn model, y for
     scoring, the fitted attributes the data sets, and the output units and accelnn output),
-    `_predict_with` (predictions of a model under given fitted attributes) and `_metric`
-    (their `score`)."""
+    `_predict_with` (predictions of a model under given fitted attributes), `_metric`
+    (their `score`), `_own_params` (their own parameters) and `_write_onnx` (to_onnx)."""
 
     def _keep(self, params: dict) -> None:
         """__init__'s body: every constructor argument kept as it is, under its own name
@@ -233,6 +234,14 @@ class _BaseMLP(BaseEstimator):
     def predict(self, X) -> np.ndarray:
         X = self._forward_checked(X)  # NotFittedError first
         return self._predict_with(self._mlp, X, vars(self))
+
+    def to_onnx(self, path) -> None:
+        """Write predict (and the classifier's predict_proba) as an ONNX graph, float32,
+        opset 17: input "X", outputs "label" and "probabilities" (classifier) or "variable"
+        (regressor), as accelnn.export describes. Needs the onnx package; NotFittedError
+        before fit. (The graph's probabilities are not kept one step inside (0, 1).)"""
+        check_is_fitted(self)
+        self._write_onnx(path)
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -382,6 +391,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         info = np.finfo(P.dtype)
         return np.clip(P, info.tiny, 1.0 - info.epsneg, out=P)
 
+    def _write_onnx(self, path) -> None:
+        export.write_classifier(self._mlp, path, self.classes_, self._multilabel)
+
     def predict_log_proba(self, X) -> np.ndarray:
         """log(predict_proba(X)), as scikit-learn's (a probability of 0 gives -inf)."""
         with np.errstate(divide="ignore"):
@@ -433,6 +445,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _predict_with(self, mlp: MLP, X, fitted: dict) -> np.ndarray:
         return mlp.backend.to_numpy(mlp.predict(X))  # (n,) for one target, as MLP.predict
+
+    def _write_onnx(self, path) -> None:
+        export.write_regressor(self._mlp, path)
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
