@@ -1,10 +1,12 @@
 """The rows a fit trains or evaluates on (`Data`), with their sample weights, cut into
 mini-batches (`Batch`) or chunks.
 
-Sample weights in mini-batches, as Keras defines them: each batch's loss and gradients are
-the weighted mean over that batch's rows, sum_i w_i l_i / sum_i w_i (accelnn.network), so a
-batch is normalised by its own weights, not by those of the whole data set; a batch whose
-weights are all zero is skipped (no update). An epoch's loss is the mean of its batches'
+Sample weights in mini-batches, as Keras applies them: each step reduces the loss over its
+own batch alone, here as the weighted mean sum_i w_i l_i / sum_i w_i over the batch's rows
+(accelnn.network), which is Keras 3's reduction "mean_with_sample_weight" (its default,
+"sum_over_batch_size", divides by the batch's row count instead: keras-team/keras#19740).
+So a batch is normalised by its own weights, not by those of the whole data set; a batch
+whose weights are all zero is skipped (no update). An epoch's loss is the mean of its batches'
 losses, each counted by its share of the epoch's total weight (its share of the rows without
 weights). For a full batch this is exactly the weighted mean over the data set, so integer
 weights give the fit on repeated rows and zero weights the fit without those rows.

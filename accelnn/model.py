@@ -305,7 +305,8 @@ class MLP:
             weighted mean over a batch, sum_i w_i l_i / sum_i w_i, and the L2 term counts
             sum(w) rows (scikit-learn's sample_weight), so integer weights equal repeating
             rows and zero weights equal dropping them (full batch). Mini-batches are
-            weighted as in Keras: each batch by its own weights (accelnn.batches).
+            weighted as in Keras, each batch by its own weights (Keras 3's reduction
+            "mean_with_sample_weight"; accelnn.batches).
         class_weight: "balanced" or {label: weight} (labels of classes_; missing ones weigh
             1), multiplied into each row's weight (a single-label classifier only; see
             accelnn.weighting).
