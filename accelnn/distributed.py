@@ -173,7 +173,8 @@ class _Nccl:
 class _Reducer:
     """The reducer of accelnn.training.step_function: one all-reduce per step of the flat buffer
     [m * grads..., m * loss, m] (zeros from a rank with no rows in the batch); the sums
-    divided by the summed m are the global batch's mean gradients and loss."""
+    divided by the summed m are the global batch's mean gradients and loss. With sample
+    weights, m is a rank's sum of weights, so these are the weighted means."""
 
     def __init__(self, model, allreduce):
         be, grads = model.backend, model.state.grads
@@ -196,7 +197,7 @@ class _Reducer:
         total = self.allreduce(buf, f"the all-reduce of step {self.steps}")
         for g, v in zip(grads, self.views):
             xp.divide(v, total, out=g)
-        return buf[-2] / total, int(total)
+        return buf[-2] / total, float(total)
 
 
 def _digest(*arrays) -> str:
@@ -216,6 +217,8 @@ def _plain(key: str, value):
         return value.config()
     if key == "validation_data":
         return [list(np.shape(a)) for a in value]
+    if key == "sample_weight":
+        return _digest(host_array(value, key))
     if key == "callbacks":
         return len(value)
     return repr(value)
@@ -315,7 +318,8 @@ def fit(model, X, y, *, comm=None, timeout: float = 120.0, **options) -> History
     X: all m rows, on every rank (best a memory-mapped .npy, np.load(path, mmap_mode="r"):
         a rank then reads only its rows `shard_bounds(m, rank, size)`, all at once for a
         full batch, a batch at a time with a batch_size); only those rows go to the device.
-    y: the targets of all m rows, on every rank (labels resolve the same everywhere).
+    y: the targets of all m rows, on every rank (labels resolve the same everywhere); a
+        sample_weight option likewise holds the weights of all m rows.
     options: those of MLP.fit. Progress (verbose) and checkpoints come from rank 0 only;
         resume_from is read by every rank (a shared file system); callbacks run on every
         rank and must decide the same (setting stop_training on one rank only makes the

@@ -43,6 +43,7 @@ class ModelFile:
     config: dict
     classes: np.ndarray | None
     state: SavedState
+    feature_names: list[str] | None = None  # MLP.feature_names_in_, when it has them
 
 
 def save(path, record: ModelFile) -> None:
@@ -60,6 +61,7 @@ def save(path, record: ModelFile) -> None:
         "optimizer": None if opt is None else opt.config(),
         "optimizer_scalars": state.opt_scalars,
         "run": state.run,  # a checkpoint written by fit: its schedule, schedule state, lr
+        "feature_names": record.feature_names,
     }
     arrays = {"header": np.array(json.dumps(header))}
     for l, (W, b) in enumerate(zip(state.params[0::2], state.params[1::2]), start=1):
@@ -148,7 +150,11 @@ def _record(header: dict, arrays: dict) -> ModelFile:
     state = SavedState(params, opt, opt_arrays, opt_scalars, rng.bit_generator.state,
                        _count("split_seed", header["split_seed"]), epoch,
                        _count("samples_seen", header.get("samples_seen", 0)), header["run"])
-    return ModelFile(config, classes, state)
+    names = header.get("feature_names")
+    if names is not None and not (isinstance(names, list) and len(names) == sizes[0]
+                                  and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"feature_names must be {sizes[0]} strings, got {names!r}")
+    return ModelFile(config, classes, state, names)
 
 
 def _member(a: np.ndarray | None, what: str, shape: tuple, dtype: np.dtype) -> np.ndarray:

@@ -16,6 +16,11 @@ log1p/log-sum-exp forms that cannot overflow.
 `loss_delta(xp, Z, Y, out)` writes (h(Z) - Y) / m into `out` (which may be Z itself) and returns
 the loss as a 0-d array of the backend (it stays on the device). `activate(xp, Z)` overwrites Z
 with h(Z) for prediction.
+
+Sample weights: `loss_delta(xp, Z, Y, out, v)` with a column v (m, 1) of normalised weights,
+v_i = w_i / sum(w), takes the weighted mean instead: loss = sum_i v_i l_i, and out_i =
+v_i (h(Z_i) - Y_i), its exact gradient (v_i = 1/m is the unweighted case; scikit-learn's
+`_backprop` scales its deltas by the sample weights the same way).
 """
 
 from __future__ import annotations
@@ -32,21 +37,21 @@ class Head:
     name: str
     loss_name: str
     activate: Callable[[Any, Any], None]
-    loss_delta: Callable[[Any, Any, Any, Any], Any]
+    loss_delta: Callable[..., Any]  # (xp, Z, Y, out[, v]) -> loss
 
 
-def _sigmoid_loss_delta(xp, Z, Y, out):
+def _sigmoid_loss_delta(xp, Z, Y, out, v=None):
     m = Z.shape[0]
     # BCE from logits: max(z, 0) - z y + log1p(exp(-|z|)).
     t = xp.log1p(xp.exp(-xp.abs(Z)))
     t += xp.maximum(Z, 0.0)
     t -= Z * Y
-    loss = t.sum() / m
+    loss = t.sum() / m if v is None else (t * v).sum()
     if out is not Z:
         out[...] = Z
     ACTIVATIONS["sigmoid"].forward(xp, out)
     out -= Y
-    out *= 1.0 / m
+    out *= 1.0 / m if v is None else v
     return loss
 
 
@@ -56,17 +61,23 @@ def _softmax_activate(xp, Z):
     Z /= Z.sum(axis=1, keepdims=True)
 
 
-def _softmax_loss_delta(xp, Z, Y, out):
+def _softmax_loss_delta(xp, Z, Y, out, v=None):
     m = Z.shape[0]
     xp.subtract(Z, Z.max(axis=1, keepdims=True), out=out)  # shifted logits s
-    ys = (Y * out).sum()
+    if v is None:
+        ys = (Y * out).sum()
+    else:
+        ys = ((Y * out).sum(axis=1, keepdims=True) * v).sum()
     xp.exp(out, out=out)
     sumexp = out.sum(axis=1, keepdims=True)
     # CE = sum_i [lse_i - sum_k y_ik s_ik] / m, with sum_k y_ik = 1.
-    loss = (xp.log(sumexp).sum() - ys) / m
+    if v is None:
+        loss = (xp.log(sumexp).sum() - ys) / m
+    else:
+        loss = (xp.log(sumexp) * v).sum() - ys
     out /= sumexp
     out -= Y
-    out *= 1.0 / m
+    out *= 1.0 / m if v is None else v
     return loss
 
 
@@ -74,11 +85,15 @@ def _identity_activate(xp, Z):
     pass
 
 
-def _identity_loss_delta(xp, Z, Y, out):
+def _identity_loss_delta(xp, Z, Y, out, v=None):
     m = Z.shape[0]
     xp.subtract(Z, Y, out=out)
-    loss = xp.vdot(out, out) / (2 * m)
-    out *= 1.0 / m
+    if v is None:
+        loss = xp.vdot(out, out) / (2 * m)
+        out *= 1.0 / m
+    else:
+        loss = (out * out * v).sum() / 2
+        out *= v
     return loss
 
 

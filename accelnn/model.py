@@ -9,15 +9,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from accelnn import io, training
+from accelnn import export, io, training
 from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.backends import get_backend
+from accelnn.batches import Data
 from accelnn.callbacks import History
+from accelnn.features import check_feature_names
 from accelnn.losses import Head, get_head
+from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.network import Network, Scratch, check_layer_sizes, hidden_activations
 from accelnn.optimizers import check_lr, check_range, get_optimizer
 from accelnn.state import TrainingState
 from accelnn.targets import check_classes, encode_targets
+from accelnn.weighting import check_sample_weight, unless_uniform
 
 
 class MLP:
@@ -34,6 +38,10 @@ class MLP:
     backend: a name or Backend (default: accelnn's current selection, see accelnn.get_backend).
     classes: the class labels, fixed before any are seen (sorted; class i is output unit i, or
         for one sigmoid unit, the 0/1 target). By default the first fit's labels decide.
+
+    Feature names: fitted on a table with string column names (a pandas DataFrame), the
+    model keeps them as `feature_names_in_` (saved with it), and every later call refuses a
+    table whose names differ (ValueError); NumPy arrays are taken as they are.
 
     Threads: `forward`, `predict`, `predict_proba`, `loss`, `loss_and_grads` and
     `get_weights` may be called on one model from any number of threads at once, also while
@@ -142,6 +150,7 @@ class MLP:
         part=(lo, m): X holds rows lo, lo+1, ... of a data set of m rows split across
         processes, and y the targets of all m rows, so that the output and the classes
         resolve from every label, the same in every process; Y keeps X's rows only."""
+        self._named(X)
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, self.layer_sizes[-1], head or self.head,
@@ -149,8 +158,14 @@ class MLP:
         return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
     # ------------------------------------------------------------------ inference
+    def _named(self, X) -> None:
+        """ValueError when X's feature names differ from feature_names_in_ (accelnn.features);
+        TypeError for column names that mix strings and other types."""
+        check_feature_names(getattr(self, "feature_names_in_", None), X)
+
     def _logits(self, X):
         """Z[L] for X, in a new backend array, from the weights of one whole step."""
+        self._named(X)
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         with self.state.guard.reading():
             return self.network.logits(self.state.params, Xd, self._scratch)
@@ -172,16 +187,18 @@ class MLP:
         return P
 
     def predict(self, X):
-        """Class labels (classifiers), 0/1 per output (multi-label sigmoid) or outputs
-        (identity head). Numeric labels come back as an array of the model's backend, other
-        labels (text) as a NumPy array. Before any fit, a classifier's labels are 0..n-1.
+        """Class labels (classifiers: shape (m,)), 0/1 per output (multi-label sigmoid:
+        (m, nL)) or outputs (identity head: (m,) for one output, as scikit-learn's
+        MLPRegressor, else (m, nL)). Numeric labels come back as an array of the model's
+        backend, other labels (text) as a NumPy array. Before any fit, a classifier's labels
+        are 0..n-1.
 
         Decisions come from the logits: softmax keeps their order, and sigmoid(z) > 0.5
         exactly when z > 0 (without the rounding of probabilities next to 0.5)."""
         head = self._need_head()
         Z = self._logits(X)
         if head.name == "identity":
-            return Z
+            return Z[:, 0] if Z.shape[1] == 1 else Z
         if head.name == "sigmoid":
             hit = (Z > 0).astype(np.intp)
             if Z.shape[1] > 1:
@@ -196,35 +213,62 @@ class MLP:
             return self.backend.asarray(classes)[idx]
         return classes[self.backend.to_numpy(idx)]
 
-    def loss_and_grads(self, X, Y):
+    def _weights(self, sample_weight, m: int):
+        """(device column (m, 1), host sum) of checked sample weights, or (None, None)."""
+        w = unless_uniform(check_sample_weight(sample_weight, m))
+        if w is None:
+            return None, None
+        return self.backend.asarray(w.reshape(-1, 1), self.dtype), float(w.sum())
+
+    def loss_and_grads(self, X, Y, sample_weight=None):
         """(loss, [(dW, db), ...]) at the current weights, as a float and NumPy arrays. Y is
-        encoded as in fit (labels, one-hot or values). Changes no weights, head or classes;
-        rejects what fit rejects."""
+        encoded as in fit (labels, one-hot or values); with sample_weight (m,), the weighted
+        mean loss and its gradients (see fit). Changes no weights, head or classes; rejects
+        what fit rejects."""
         Xd, Yd, head, _ = self.encode(X, Y)
+        w, w_sum = self._weights(sample_weight, Xd.shape[0])
         be, net = self.backend, self.network
         grads = [be.empty(p.shape, self.dtype) for p in self.state.params]
         with self.state.guard.reading():
             loss = float(net.loss_grads(self.state.params, grads, head, Xd, Yd,
-                                        net.workspace(Xd.shape[0])))
+                                        net.workspace(Xd.shape[0]), w, w_sum))
         host = [be.to_numpy(g) for g in grads]
         return loss, list(zip(host[0::2], host[1::2]))
 
-    def loss(self, X, Y) -> float:
-        """The training loss (with the L2 term) at the current weights, as a float. Changes
-        nothing in the model; rejects what fit rejects."""
+    def loss(self, X, Y, sample_weight=None) -> float:
+        """The training loss (with the L2 term) at the current weights, as a float; weighted
+        with sample_weight. Changes nothing in the model; rejects what fit rejects."""
         Xd, Yd, head, _ = self.encode(X, Y)
+        w, w_sum = self._weights(sample_weight, Xd.shape[0])
         net = self.network
         with self.state.guard.reading():
             return float(net.loss(self.state.params, head, Xd, Yd,
-                                  net.workspace(Xd.shape[0], backward=False)))
+                                  net.workspace(Xd.shape[0], backward=False), w, w_sum))
+
+    def evaluate(self, X, y, *, sample_weight=None, metrics=(), return_dict: bool = False):
+        """The loss (with the L2 term, as fit reports it) of the model on (X, y), and the
+        `metrics` asked for (accuracy, mse, mae, r2, log_loss: see accelnn.metrics), as
+        Keras' evaluate returns them: the loss alone as a float without metrics, else the
+        list [loss, *metrics] in the order asked, or with return_dict a dict {"loss": ...,
+        name: ...}. sample_weight (m,) makes every value the weighted mean. Changes nothing
+        in the model; rejects what fit rejects, unknown metrics, and accuracy or log_loss
+        for a regressor; RuntimeError before the output is resolved (fit first)."""
+        metrics = check_metrics(metrics)
+        check_head(metrics, self._need_head())
+        Xd, Yd, _, _ = self.encode(X, y)
+        w = unless_uniform(check_sample_weight(sample_weight, Xd.shape[0]))
+        values = evaluate(self, Data(self, Xd, Yd, weights=w), metrics)
+        if return_dict:
+            return values
+        return values["loss"] if not metrics else list(values.values())
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, *, epochs: int = 1, batch_size: int | None = None, optimizer=None,
             lr: float | None = None, lr_schedule="constant", shuffle: bool = True,
             validation_data=None, validation_split: float = 0.0, early_stopping=False,
             metrics=(), callbacks=(), verbose: int = 0, checkpoint=None,
-            resume_from=None) -> History:
-        """Train with gradient descent and return the per-epoch History.
+            resume_from=None, sample_weight=None, class_weight=None) -> History:
+        """Train with gradient descent (or L-BFGS) and return the per-epoch History.
 
         epochs: how many epochs to run (with resume_from: up to this epoch in total).
         batch_size: None is full-batch gradient descent (the classic algorithm); otherwise
@@ -235,25 +279,46 @@ class MLP:
             (accelnn.SGD, Adam, AdamW, RMSprop). None continues the model's current optimizer
             and its state (a loaded checkpoint's, or the last fit's), else plain SGD. A new
             optimizer starts fresh state and restarts the epoch count `epoch_`.
+            "lbfgs" or accelnn.LBFGS(max_fun, gtol, ftol): scipy's L-BFGS-B, full batch, as
+            scikit-learn's solver="lbfgs"; `epochs` is then its maximum of iterations, and
+            the History has an entry per iteration (see accelnn.lbfgs). It takes no
+            batch_size, lr, schedule, checkpoint or resume_from.
         lr: the initial learning rate (default: the optimizer's); lr_schedule: "constant",
             "step", "exponential", "cosine", "invscaling", "adaptive" or a Schedule
             (accelnn.schedules), evaluated once per epoch.
-        validation_data=(X_val, y_val) or validation_split (a seeded fraction held out) add
-            "val_loss" to the history; metrics=("accuracy",) adds accuracy and val_accuracy.
+        validation_data=(X_val, y_val), (X_val, y_val, sample_weight_val) (Keras' form) or
+            validation_split (a seeded fraction held out, with its rows' weights) add
+            "val_loss" to the history; metrics=("accuracy", "mse", "mae", "r2", "log_loss")
+            add each (accelnn.metrics) on the training data and, as val_<name>, on validation.
         early_stopping: True (val_loss, patience 10, restore best weights) or an
-            accelnn.EarlyStopping. callbacks: callables cb(epoch, logs, model) or objects with
-            on_epoch_end(epoch, logs, model); setting model.stop_training ends the fit.
+            accelnn.EarlyStopping; the best weights come back whatever ends the fit.
+        callbacks: Keras' callback objects (on_train_begin, on_epoch_begin, on_epoch_end,
+            on_train_end, set_model: see accelnn.callbacks), objects whose on_epoch_end takes
+            (epoch, logs, model), or callables cb(epoch, logs, model); setting
+            model.stop_training ends the fit after the epoch.
         verbose: 1 shows a progress bar on a terminal (tqdm when installed), 2 prints a line
             per epoch, 0 is silent. checkpoint: a path saved (atomically) after every epoch.
         resume_from: a checkpoint of this architecture; restores weights, optimizer state,
             RNG, epoch count and schedule state, then trains on to `epochs`, so that 5 epochs
             + checkpoint + resume to 10 equals 10 epochs in one go.
+        sample_weight: a weight >= 0 per row of X. The loss and every gradient become the
+            weighted mean over a batch, sum_i w_i l_i / sum_i w_i, and the L2 term counts
+            sum(w) rows (scikit-learn's sample_weight), so integer weights equal repeating
+            rows and zero weights equal dropping them (full batch). Mini-batches are
+            weighted as in Keras, each batch by its own weights (Keras 3's reduction
+            "mean_with_sample_weight"; accelnn.batches).
+        class_weight: "balanced" or {label: weight} (labels of classes_; missing ones weigh
+            1), multiplied into each row's weight (a single-label classifier only; see
+            accelnn.weighting).
 
         Rejects, before anything changes: bad X or y (see the README's input rules), labels
         outside the classes of an earlier fit, epochs < 1, batch_size < 1, lr <= 0, unknown
         optimizer, schedule or metric names, a validation_split outside [0, 1), both kinds of
-        validation, early stopping on validation without validation data, accuracy for a
-        regressor, a checkpoint of another architecture or already at `epochs`. If the loss
+        validation, early stopping on validation without validation data, accuracy or
+        log_loss for a regressor, a checkpoint of another architecture or already at
+        `epochs`, sample weights that are not one number >= 0 per row (or all zero), a
+        class_weight for a regressor or multi-label targets or naming a label that is not a
+        class, and what L-BFGS does not take. If the loss
         becomes NaN or Inf, raises DivergenceError and keeps the weights of the last epoch
         whose loss was finite.
         """
@@ -262,7 +327,7 @@ class MLP:
             lr_schedule=lr_schedule, shuffle=shuffle, validation_data=validation_data,
             validation_split=validation_split, early_stopping=early_stopping,
             metrics=metrics, callbacks=callbacks, verbose=verbose, checkpoint=checkpoint,
-            resume_from=resume_from)
+            resume_from=resume_from, sample_weight=sample_weight, class_weight=class_weight)
 
     def step_function(self, X, y, *, optimizer="sgd", lr: float | None = None):
         """Check (X, y) once and return `step() -> loss`: one optimizer step on all of (X, y)
@@ -279,10 +344,24 @@ class MLP:
         return lambda: step(Xd, Yd, lr)
 
     # ------------------------------------------------------------------ files
+    def to_onnx(self, path) -> None:
+        """Write the forward pass as an ONNX graph (float32, opset 17): input "X" (N, n0),
+        output "output" = forward(X) (see accelnn.export). Needs the onnx package
+        (ImportError saying how to get it) and a resolved output (RuntimeError)."""
+        self._need_head()
+        export.write_mlp(self, path)
+
     def save(self, path) -> None:
-        """Write weights, configuration, classes, RNG state, epoch and sample counts and
-        optimizer state to one .npz file, atomically; it loads without pickle. See accelnn.io."""
-        io.save(path, io.ModelFile(self.get_config(), self.classes_, self.state.saved()))
+        """Write weights, configuration, classes, feature names, RNG state, epoch and sample
+        counts and optimizer state to one .npz file, atomically; it loads without pickle. See
+        accelnn.io."""
+        io.save(path, self.file_record(self.state.saved()))
+
+    def file_record(self, saved) -> io.ModelFile:
+        """What a file holds of this model, with the training state `saved` (a SavedState)."""
+        names = getattr(self, "feature_names_in_", None)
+        return io.ModelFile(self.get_config(), self.classes_, saved,
+                            None if names is None else [str(n) for n in names])
 
     @classmethod
     def load(cls, path, *, backend=None) -> MLP:
@@ -294,6 +373,8 @@ class MLP:
         model = cls(c["layer_sizes"], c["hidden_activation"], c["output"], l2=c["l2"],
                     dtype=c["dtype"], backend=backend, classes=record.classes)
         model.state.adopt(record.state)
+        if record.feature_names is not None:
+            model.feature_names_in_ = np.asarray(record.feature_names, dtype=object)
         return model
 
     def _need_head(self) -> Head:

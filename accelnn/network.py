@@ -92,7 +92,9 @@ class Scratch:
     def take(self, backend, shapes: list[tuple[int, int]], dtype) -> list:
         with self._lock:
             kept, self._kept = self._kept, None
-        if kept and kept[0].dtype == dtype and [a.shape for a in kept] == shapes:
+        # (a network without hidden layers keeps an empty set: nothing to compare)
+        if (kept is not None and [a.shape for a in kept] == shapes
+                and all(a.dtype == dtype for a in kept)):
             return kept
         return [backend.empty(s, dtype) for s in shapes]
 
@@ -159,23 +161,37 @@ class Network:
             scratch.give(hidden)
 
     # ------------------------------------------------------------------ loss and gradients
-    def loss(self, params, head: Head, X, Y, ws: Workspace):
+    # Sample weights: `weights` is a column (m, 1) of the rows' weights w on the backend and
+    # `weight_sum` their sum on the host. The loss and every gradient are then the weighted
+    # means over the rows, sum_i w_i l_i / sum_i w_i (accelnn.losses), and the L2 term counts
+    # sum(w) rows instead of m (scikit-learn's `sw_sum`), so that integer weights give exactly
+    # the fit on repeated rows.
+    def loss(self, params, head: Head, X, Y, ws: Workspace, weights=None, weight_sum=None):
         """The mean loss over the rows of X (with the L2 term) as a 0-d backend array; leaves
         dZ[L] in the workspace."""
         Z = self.forward(params, X, ws.A)
-        return self.backend.loss_delta(Z, Y, head, Z) + self.l2_loss(params, X.shape[0])
+        if weights is None:
+            return self.backend.loss_delta(Z, Y, head, Z) + self.l2_loss(params, X.shape[0])
+        v = weights * (1.0 / weight_sum)
+        return self.backend.loss_delta(Z, Y, head, Z, v) + self.l2_loss(params, weight_sum)
 
-    def loss_grads(self, params, grads, head: Head, X, Y, ws: Workspace):
+    def loss_grads(self, params, grads, head: Head, X, Y, ws: Workspace, weights=None,
+                   weight_sum=None):
         """The loss at `params` (0-d backend array, L2 term included); fills `grads`."""
-        return self.add_l2(params, grads, self.data_loss_grads(params, grads, head, X, Y, ws),
-                           X.shape[0])
+        m = X.shape[0] if weights is None else weight_sum
+        return self.add_l2(params, grads, self.data_loss_grads(params, grads, head, X, Y, ws,
+                                                               weights, weight_sum), m)
 
-    def data_loss_grads(self, params, grads, head: Head, X, Y, ws: Workspace):
+    def data_loss_grads(self, params, grads, head: Head, X, Y, ws: Workspace, weights=None,
+                        weight_sum=None):
         """The data part of `loss_grads`: the mean loss over the rows of X and its gradients
         (into `grads`), without the L2 term, which `add_l2` adds for a batch of m rows."""
         be = self.backend
         Z = self.forward(params, X, ws.A)
-        loss = be.loss_delta(Z, Y, head, Z)
+        if weights is None:
+            loss = be.loss_delta(Z, Y, head, Z)
+        else:
+            loss = be.loss_delta(Z, Y, head, Z, weights * (1.0 / weight_sum))
         delta = Z
         for l in reversed(range(self.n_layers)):
             A_prev = ws.A[l - 1] if l else X
@@ -186,15 +202,16 @@ class Network:
             delta = dA_prev
         return loss
 
-    def add_l2(self, params, grads, loss, m: int):
-        """loss + l2/(2m) sum ||W||^2, and dW += l2/m W in `grads` (nothing without L2)."""
+    def add_l2(self, params, grads, loss, m: float):
+        """loss + l2/(2m) sum ||W||^2, and dW += l2/m W in `grads` (nothing without L2); m is
+        the rows of the batch, or the sum of their weights."""
         if not self.l2:
             return loss
         for l in range(self.n_layers):
             self.backend.add_scaled(grads[2 * l], params[2 * l], self.l2 / m)
         return loss + self.l2_loss(params, m)
 
-    def l2_loss(self, params, m: int):
+    def l2_loss(self, params, m: float):
         """l2 / (2m) * sum ||W||^2 (0.0 without L2)."""
         if not self.l2:
             return 0.0

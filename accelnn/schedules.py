@@ -5,11 +5,13 @@
     exponential(gamma)             lr0 * gamma ** epoch
     cosine(t_max, lr_min)          lr_min + (lr0 - lr_min) (1 + cos(pi e / t_max)) / 2,
                                    e = min(epoch, t_max)
-    invscaling(power_t)            lr0 / (t + 1) ** power_t, t = samples seen (scikit-learn)
+    invscaling(power_t, t0)        lr0 / (t + 1) ** power_t, t = t0 + samples seen (scikit-learn)
     adaptive(patience, tol)        lr divided by 5 each time more than `patience` epochs in a row
                                    fail to lower the monitored loss by `tol` (scikit-learn)
 
-`epoch` counts from 0 over the whole training run, a resumed run included. `adaptive` and
+`epoch` counts from 0 over the whole training run, a resumed run included, and `samples_seen`
+is the training state's count of rows trained on with the current optimizer (also kept through
+checkpoints): no schedule recomputes either from the data of the current call. `adaptive` and
 `cosine` (its t_max, when it defaults to the first fit's epochs) have state; `state()` /
 `load_state()` carry it through checkpoints.
 """
@@ -39,8 +41,9 @@ class Schedule:
     def end_epoch(self, monitored: float) -> None:
         """Called after each epoch with the monitored loss (only `adaptive` uses it)."""
 
-    def bind(self, total_epochs: int) -> None:
-        """Told the number of epochs of the run before it starts (only `cosine` uses it)."""
+    def bind(self, total_epochs: int, first: int = 0) -> None:
+        """Told, before a fit, the epoch its run ends at and the epoch it starts from (0 for
+        a fresh optimizer, more for a fit that continues one); only `cosine` uses it."""
 
     def state(self) -> dict:
         return {}
@@ -76,7 +79,8 @@ class Exponential(Schedule):
 
 
 class Cosine(Schedule):
-    """Cosine annealing to `lr_min` over `t_max` epochs (default: the epochs of the fit)."""
+    """Cosine annealing to `lr_min` over `t_max` epochs (default: the epochs of the fit that
+    starts the run, from epoch 0; a fit that continues it keeps that length)."""
 
     name = "cosine"
 
@@ -85,8 +89,9 @@ class Cosine(Schedule):
         self.lr_min = _positive("lr_min", lr_min, allow_zero=True)
         self._t_max = self.t_max
 
-    def bind(self, total_epochs):
-        self._t_max = self.t_max or total_epochs
+    def bind(self, total_epochs, first=0):
+        if first == 0 or self._t_max is None:
+            self._t_max = self.t_max or total_epochs
 
     def lr(self, lr0, epoch, samples_seen):
         frac = min(epoch, self._t_max) / self._t_max
@@ -100,13 +105,19 @@ class Cosine(Schedule):
 
 
 class InvScaling(Schedule):
+    """scikit-learn's inverse scaling, lr0 / (t + 1) ** power_t, t = t0 + samples_seen: the rows
+    trained on with the current optimizer (the training state's count, kept through
+    checkpoints), after `t0` rows seen before it (a warm-started scikit-learn fit continues
+    its t_ with a fresh optimizer)."""
+
     name = "invscaling"
 
-    def __init__(self, power_t: float = 0.5):
+    def __init__(self, power_t: float = 0.5, t0: int = 0):
         self.power_t = _positive("power_t", power_t, allow_zero=True)
+        self.t0 = _positive("t0", t0, integer=True, allow_zero=True)
 
     def lr(self, lr0, epoch, samples_seen):
-        return lr0 / (samples_seen + 1) ** self.power_t
+        return lr0 / (self.t0 + samples_seen + 1) ** self.power_t
 
 
 class Adaptive(Schedule):

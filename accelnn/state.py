@@ -3,7 +3,7 @@ architecture, with snapshot/restore and a host form for files.
 
     params         [W1, b1, ..., WL, bL] backend arrays, W[l] (n[l-1], n[l])
     grads          the same shapes: the last step's gradients (scratch for the update)
-    optimizer      the Optimizer, or None before the first fit
+    optimizer      the Optimizer, or None before the first fit (and after an L-BFGS fit)
     opt_state      its state: lists of backend arrays (one per parameter) and host scalars
     rng            numpy Generator: mini-batch shuffling
     split_seed     the seed of validation_split's permutation
@@ -134,6 +134,12 @@ class TrainingState:
             self.optimizer = optimizer
             self.opt_state = optimizer.init_state(self.backend, self.params)
             self.epoch = self.samples_seen = 0
+
+    def drop_optimizer(self) -> None:
+        """No optimizer and no optimizer state (an L-BFGS fit, which keeps none between fits);
+        the epoch and sample counts start over."""
+        self.optimizer, self.opt_state = None, {}
+        self.epoch = self.samples_seen = 0
 
     def _live(self) -> list:
         """The arrays a snapshot keeps: params, then the optimizer's per-parameter state."""

@@ -36,11 +36,22 @@ def check_classes(classes, n_out: int) -> np.ndarray:
 def resolve_head(y: np.ndarray, n_out: int) -> Head:
     """The head "auto" picks: 1-D labels -> sigmoid (one output unit, at most two distinct
     labels) or softmax (several units); a 0/1 matrix -> softmax when every row is one-hot,
-    else sigmoid (multi-label); any other numbers -> identity (regression)."""
+    else sigmoid (multi-label); any other numbers -> identity (regression).
+
+    Integer labels with more than two distinct values on one output unit are refused
+    (ValueError): one unit holds two classes, and taking them for numbers to regress on
+    would hide the mistake. Floats (other than 0/1 values) on one unit are values to
+    regress on; output="identity" regresses on integers."""
     numeric = y.dtype.kind in "biuf"
     if y.ndim == 1:
         if n_out > 1 or not numeric or (integral(y) and len(np.unique(y)) <= 2):
             return HEADS["sigmoid" if n_out == 1 else "softmax"]
+        if y.dtype.kind in "iu":
+            n = len(np.unique(y))
+            raise ValueError(f"y holds {n} distinct integer labels, but the output layer has "
+                             f"1 unit, which holds 2 classes: give the MLP {n} output units "
+                             f"to classify them (softmax), or output='identity' to regress "
+                             f"on them as numbers")
         return HEADS["identity"]
     if numeric and np.isin(y, (0, 1)).all():
         one_hot = n_out > 1 and bool((y.sum(axis=1) == 1).all())
@@ -51,7 +62,9 @@ def resolve_head(y: np.ndarray, n_out: int) -> Head:
 def encode_targets(y, m: int, n_out: int, head: Head | None, classes):
     """Validate y against m samples and an output layer of n_out units; returns
     (head, classes, Y (m, n_out) float64). `head` None resolves it from y (resolve_head);
-    `classes` None takes them from y. Raises ValueError/TypeError naming what is wrong."""
+    `classes` None takes them from y. Raises ValueError/TypeError naming what is wrong,
+    including labels that the output cannot hold (more classes than units hold, or integer
+    labels with more than two values on one unit of an "auto" output)."""
     y = host_array(y, "y")
     if y.ndim == 2 and y.shape[1] == 1 and n_out == 1:
         y = y[:, 0]

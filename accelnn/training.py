@@ -1,5 +1,6 @@
 """The training loop behind `MLP.fit`: epochs of (mini-)batches, schedules, validation,
-metrics, early stopping, callbacks, progress, checkpoints and exact resume.
+metrics, sample and class weights, early stopping, callbacks, progress, checkpoints and exact
+resume; and L-BFGS (accelnn.lbfgs), whose iterations take the place of epochs.
 
 Everything here runs on every backend through the model's step function and the backend's
 primitives; nothing in this module is backend-specific.
@@ -13,14 +14,17 @@ import os
 
 import numpy as np
 
-from accelnn import io
+from accelnn import io, lbfgs
 from accelnn._data import check_host_X
-from accelnn.callbacks import EarlyStopping, History, Progress, as_callback
+from accelnn.batches import Data
+from accelnn.callbacks import CallbackList, EarlyStopping, History, Progress, Stopping
+from accelnn.features import feature_names
 from accelnn.losses import get_head
-from accelnn.network import Scratch
+from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.optimizers import check_lr, get_optimizer
-from accelnn.schedules import get_schedule
+from accelnn.schedules import Schedule, get_schedule
 from accelnn.targets import encode_targets
+from accelnn.weighting import check_class_weight, check_sample_weight, combined, unless_uniform
 
 
 class DivergenceError(FloatingPointError):
@@ -37,113 +41,25 @@ def _check_int(name: str, value, low: int, allow_none=False):
     return int(value)
 
 
-class Data:
-    """Rows to train or evaluate on. Device-resident normally; for a memory-mapped X
-    (np.memmap) trained in mini-batches, X stays on the host and each batch is read from the
-    file and moved alone, so the process never holds the whole of X. `rows` selects a subset
-    of a memory-mapped X (the training part of a validation split) without copying it.
-
-    part=(lo, m): this process holds rows lo, lo+1, ... of a data set of m rows split across
-    processes (accelnn.distributed). `m` and the batches then number the rows of the whole
-    data set, and each batch yields this process's rows of it (possibly none) with the whole
-    batch's weight; `chunks` covers this process's rows only."""
-
-    def __init__(self, model, X, Y, rows=None, part=None):
-        self.model, self.X, self.Y, self.rows = model, X, Y, rows
-        self.stream = isinstance(X, np.memmap)
-        self.n = len(rows) if rows is not None else X.shape[0]  # rows held here
-        self.lo, self.m = part or (0, self.n)
-
-    def _take(self, idx):
-        """The rows idx (indices into this data: on the host when streaming, else on the
-        device) as device arrays, gathered into reused buffers."""
-        be, model = self.model.backend, self.model
-        Xbuf, Ybuf = model.state.batch_buffers(model.network, idx.shape[0], self.X.shape[1],
-                                               self.Y.shape[1])
-        if self.stream:
-            src = idx if self.rows is None else self.rows[idx]
-            return (be.asarray(self.X[src], model.dtype),
-                    be.take_rows(self.Y, be.asarray(idx), Ybuf))
-        return be.take_rows(self.X, idx, Xbuf), be.take_rows(self.Y, idx, Ybuf)
-
-    def batches(self, bs: int, order):
-        """(X, Y, weight) per batch of the permutation `order` (None: in order), weight being
-        the batch's share of the rows. The permutation moves to the device once per epoch."""
-        m = self.m
-        if bs >= m and order is None and not self.stream:
-            yield self.X, self.Y, 1.0
-            return
-        if order is None:
-            order = np.arange(m)
-        part = self.n != m
-        if not (self.stream or part):
-            order = self.model.backend.asarray(order)
-        for lo in range(0, m, bs):
-            idx = order[lo:lo + bs]
-            weight = idx.shape[0] / m
-            if part:  # this process's rows of the batch, picked on the host (no device sync)
-                idx = idx[(idx >= self.lo) & (idx < self.lo + self.n)] - self.lo
-                if not self.stream:
-                    idx = self.model.backend.asarray(idx)
-            yield (*self._take(idx), weight)
-
-    def chunks(self, size: int):
-        """(X, Y) in order, at most `size` rows at a time (for evaluation)."""
-        for lo in range(0, self.n, size):
-            hi = min(lo + size, self.n)
-            if self.stream:
-                yield self._take(np.arange(lo, hi))
-            else:
-                yield self.X[lo:hi], self.Y[lo:hi]
-
-
-def _n_correct(xp, Z, Y, head_name: str):
-    """Correct predictions in a chunk, from the logits (the same decisions as from A)."""
-    if head_name == "softmax":
-        return (xp.argmax(Z, axis=1) == xp.argmax(Y, axis=1)).sum()
-    return ((Z > 0) == (Y > 0.5)).sum() / Z.shape[1]
-
-
-def evaluate(model, data: Data, chunk: int = 4096) -> tuple[float, float | None]:
-    """(loss, accuracy) of the model on `data`, a chunk at a time; accuracy None for a
-    regressor. One host synchronisation at the end. Buffers live for this call only."""
-    be, xp, head, net, state = (model.backend, model.backend.xp, model.head, model.network,
-                                model.state)
-    scratch = Scratch(limit=math.inf)  # shared by the chunks of this call
-    loss = correct = 0.0
-    with state.guard.reading():
-        for Xc, Yc in data.chunks(chunk):
-            Z = net.logits(state.params, Xc, scratch)
-            if head.name != "identity":
-                correct = correct + _n_correct(xp, Z, Yc, head.name)
-            loss = loss + be.loss_delta(Z, Yc, head, Z) * (Xc.shape[0] / data.m)
-        loss = float(loss + net.l2_loss(state.params, data.m))
-    return loss, (None if head.name == "identity" else float(correct) / data.m)
-
-
 def step_function(network, state, head, reducer=None):
-    """One training step of `network` on `state`, step(X, Y, lr) -> loss (0-d backend array,
-    before the update): the backend's compiled path when it has one for this network, else
-    the shared path. The parameters change under `state.guard.writing()` only.
+    """One training step of `network` on `state`, step(X, Y, lr, w=None, w_sum=None) -> loss
+    (0-d backend array, before the update): the backend's compiled path when it has one for
+    this network, else the shared path. The parameters change under `state.guard.writing()`
+    only. With sample weights (w, a device column (k, 1), and w_sum, their sum on the host),
+    the step descends the weighted mean loss (accelnn.network) on the shared path.
 
     reducer: for data-parallel training (accelnn.distributed), a callable
     `reducer(loss, grads, m) -> (loss, m_batch)` called between the gradients and the
-    update. X is then this process's part of a batch (possibly no rows: loss and grads
-    are then meaningless and the reducer must count them as zero); `loss` and `grads`
-    are the mean data loss and its gradients over those m rows, and the reducer replaces
-    the grads in place by the means over the whole batch, returning that batch's mean
-    loss and row count. L2 is added once afterwards, for the whole batch. With a
-    reducer, the backend's compiled path is never used."""
+    update. X is then this process's part of a batch (possibly no rows, or rows of weight
+    zero: loss and grads are then meaningless and the reducer must count them as zero);
+    `loss` and `grads` are the mean data loss and its gradients over those m rows (m: their
+    number, or the sum of their weights), and the reducer replaces the grads in place by the
+    means over the whole batch, returning that batch's mean loss and its m. L2 is added once
+    afterwards, for the whole batch. With a reducer, the backend's compiled path is never
+    used."""
     be, opt, guard = network.backend, state.optimizer, state.guard
     params, grads, opt_state = state.params, state.grads, state.opt_state
-    if reducer is None:
-        fused = be.fused_train_step(network.spec(head, opt))
-        if fused is not None:
-            def fused_step(X, Y, lr):
-                with guard.writing():
-                    return fused(params, grads, opt_state, X, Y, lr)
-
-            return fused_step
+    fused = be.fused_train_step(network.spec(head, opt)) if reducer is None else None
 
     def loss_grads(X, Y):
         ws = state.workspace(network, X.shape[0])
@@ -151,15 +67,21 @@ def step_function(network, state, head, reducer=None):
 
     replay = be.replayed(loss_grads) if reducer is None else None
 
-    def step(X, Y, lr):
-        if reducer is None:
-            loss = replay(X, Y)
-        else:
-            m = X.shape[0]
-            ws = state.workspace(network, m)
-            loss, m = reducer(network.data_loss_grads(params, grads, head, X, Y, ws)
+    def step(X, Y, lr, w=None, w_sum=None):
+        if fused is not None and w is None:
+            with guard.writing():
+                return fused(params, grads, opt_state, X, Y, lr)
+        if reducer is not None:
+            m = X.shape[0] if w is None else w_sum
+            ws = state.workspace(network, X.shape[0])
+            loss, m = reducer(network.data_loss_grads(params, grads, head, X, Y, ws, w, w_sum)
                               if m else 0.0, grads, m)
             loss = network.add_l2(params, grads, loss, m)
+        elif w is None:
+            loss = replay(X, Y)
+        else:
+            ws = state.workspace(network, X.shape[0])
+            loss = network.loss_grads(params, grads, head, X, Y, ws, w, w_sum)
         with guard.writing():
             opt.update(be, params, grads, opt_state, lr)
         return loss
@@ -179,17 +101,40 @@ def fit(model, X, y, **options):
         model.state.busy.release()
 
 
+def _check_lbfgs(batch_size, lr, schedule, checkpoint, resume_from, part) -> None:
+    """What L-BFGS (full batch, no learning rate, no state to save) refuses."""
+    clash = [what for what, bad in (
+        ("batch_size (it is full-batch; leave batch_size=None)", batch_size is not None),
+        ("lr (it finds its own step sizes)", lr is not None),
+        (f"lr_schedule {schedule.name!r}", type(schedule) is not Schedule),
+        ("checkpoint (its memory is not saved; save the model after fit)",
+         checkpoint is not None),
+        ("resume_from (a checkpoint holds no L-BFGS state)", resume_from is not None),
+        ("data-parallel training", part is not None)) if bad]
+    if clash:
+        raise ValueError(f"optimizer='lbfgs' does not take {'; '.join(clash)}")
+    lbfgs.need_scipy()
+
+
+def _check_validation(validation_data):
+    if validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
+        raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, "
+                         "y_val, sample_weight_val)")
+
+
 def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
          validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
-         checkpoint, resume_from, part=None, reducer=None):
+         checkpoint, resume_from, sample_weight=None, class_weight=None, part=None,
+         reducer=None):
     """MLP.fit (see its docstring). Every argument is checked before anything changes.
 
     Data-parallel seams (accelnn.distributed): part=(lo, m) says X holds rows lo, lo+1, ...
-    of a data set of m rows split across processes and y holds the targets of all m rows
-    (see MLP.encode); batches are drawn over all m rows and this process trains on its
-    rows of each. reducer combines every step's gradients across processes (see
-    step_function). With a part, accuracy metrics and validation_split are rejected:
-    they would see this process's rows only."""
+    of a data set of m rows split across processes and y (and sample_weight) hold the
+    targets (weights) of all m rows (see MLP.encode); batches are drawn over all m rows and
+    this process trains on its rows of each. reducer combines every step's gradients across
+    processes (see step_function). With a part, metrics and validation_split are rejected:
+    they would see this process's rows only; so is L-BFGS."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
@@ -197,14 +142,10 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
                          f"{validation_split!r}")
     if validation_split and validation_data is not None:
         raise ValueError("give validation_data or validation_split, not both")
-    if validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-        raise ValueError("validation_data must be a pair (X_val, y_val)")
+    _check_validation(validation_data)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    metrics = tuple(metrics)
-    if any(name != "accuracy" for name in metrics):
-        raise ValueError(f"unknown metrics {metrics!r}; the one metric is 'accuracy'")
+    metrics = check_metrics(metrics)
     stopper = EarlyStopping() if early_stopping is True else (early_stopping or None)
     if stopper is not None and not isinstance(stopper, EarlyStopping):
         raise TypeError("early_stopping must be True, False or an EarlyStopping")
@@ -213,9 +154,14 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
                          f"validation_split")
     schedule = get_schedule(lr_schedule)
-    cbs = [as_callback(cb) for cb in callbacks]
+    cbs = CallbackList(callbacks)
+    check_class_weight(class_weight)
     if lr is not None:
         check_lr(lr)
+    solver = None
+    if lbfgs.is_lbfgs(optimizer):
+        _check_lbfgs(batch_size, lr, schedule, checkpoint, resume_from, part)
+        solver = optimizer if isinstance(optimizer, lbfgs.LBFGS) else lbfgs.LBFGS()
 
     resumed = _read_resume(model, resume_from, optimizer, epochs, schedule, lr) \
         if resume_from is not None else None
@@ -223,16 +169,21 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         opt = resumed.state.optimizer
         if lr is None and "lr" in (resumed.state.run or {}):
             lr = check_lr(resumed.state.run["lr"])
+    elif solver is not None:
+        opt = None
     elif optimizer is None:
         opt = model.state.optimizer or get_optimizer("sgd", lr)
     else:
         opt = get_optimizer(optimizer, lr)
 
-    if part is not None and (validation_split or "accuracy" in metrics
-                             or (stopper and "accuracy" in stopper.monitor)):
-        raise ValueError("data-parallel training supports neither accuracy metrics nor "
-                         "validation_split (they would see one process's rows only); give "
-                         "validation_data, which every process evaluates whole")
+    monitored = stopper.monitor.removeprefix("val_") if stopper is not None else "loss"
+    if monitored != "loss":  # what early stopping watches is computed whether asked or not
+        metrics = tuple(dict.fromkeys((*metrics, monitored)))
+    if part is not None and (validation_split or metrics):
+        raise ValueError("data-parallel training supports neither metrics (accuracy "
+                         "metrics and the others) nor validation_split: they would see one "
+                         "process's rows only; give validation_data, which every process "
+                         "evaluates whole, and watch its val_loss")
 
     # Targets are encoded as the checkpoint (when resuming) or the model already does.
     known_head, known_classes = model.head, model.classes_
@@ -250,17 +201,30 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     else:
         Xd, Yd, head, classes = model.encode(X, y, head=known_head, classes=known_classes,
                                              part=part)
+        m = part[1] if part else Xd.shape[0]
+    names = feature_names(X)  # checked against the model's by encode
+    weights = combined(check_sample_weight(sample_weight, m), class_weight, y, head.name,
+                       classes)
     val = None
     if validation_data is not None:
-        val = Data(model, *model.encode(*validation_data, head=head, classes=classes)[:2])
-    needs_accuracy = "accuracy" in metrics or (stopper and "accuracy" in stopper.monitor)
-    if needs_accuracy and head.name == "identity":
-        raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")
+        Xv, Yv = model.encode(*validation_data[:2], head=head, classes=classes)[:2]
+        wv = check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,
+                                 Xv.shape[0], "validation_data's sample_weight")
+        val = Data(model, Xv, Yv, weights=unless_uniform(wv))
+    check_head(metrics, head)
 
     n_val = max(1, int(round(Xd.shape[0] * validation_split))) if validation_split else 0
     if n_val >= Xd.shape[0]:
         raise ValueError(f"validation_split={validation_split} holds out {n_val} of "
                          f"{Xd.shape[0]} rows, leaving none to train on")
+    if n_val:  # a seeded permutation: the same rows on every run of the model
+        seed = (resumed or model).state.split_seed
+        perm = np.random.default_rng(seed).permutation(Xd.shape[0])
+        keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        if weights is not None and not (weights[keep].sum() > 0 and weights[hold].sum() > 0):
+            raise ValueError(f"validation_split={validation_split}: the rows "
+                             f"{'held out' if weights[keep].sum() > 0 else 'left to train on'}"
+                             f" all have weight zero")
     if checkpoint is not None:
         target = os.fspath(checkpoint)
         folder = os.path.dirname(os.path.abspath(target))
@@ -275,27 +239,33 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     if resumed is not None:
         state.adopt(resumed.state)
     model.head, model.classes_ = head, classes
-    state.set_optimizer(opt)
+    if names is not None:
+        model.feature_names_in_ = names
+    if solver is None:
+        state.set_optimizer(opt)
+    else:
+        state.drop_optimizer()
     rows = None
-    if validation_split:
-        perm = np.random.default_rng(state.split_seed).permutation(Xd.shape[0])
-        keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    if n_val:
         be = model.backend
+        wt, wv = (None, None) if weights is None else (weights[keep], weights[hold])
         if stream:  # both parts stay in the file: only their row numbers are kept
-            val = Data(model, Xd, Yd[be.asarray(hold)], rows=hold)
+            val = Data(model, Xd, Yd[be.asarray(hold)], rows=hold, weights=unless_uniform(wv))
             rows, Yd = keep, Yd[be.asarray(keep)]
         else:
-            val = Data(model, Xd[be.asarray(hold)], Yd[be.asarray(hold)])
+            val = Data(model, Xd[be.asarray(hold)], Yd[be.asarray(hold)],
+                       weights=unless_uniform(wv))
             Xd, Yd = Xd[be.asarray(keep)], Yd[be.asarray(keep)]
+        weights = unless_uniform(wt)
     first = state.epoch
     last = epochs if resumed is not None else first + epochs
-    schedule.bind(last)
+    schedule.bind(last, first)
     if resumed is not None and resumed.state.run:
         schedule.load_state(resumed.state.run["schedule_state"])
-    run = _Run(model, Data(model, Xd, Yd, rows, part), batch_size, shuffle,
-               val, needs_accuracy, stopper, schedule,
-               cbs, verbose, checkpoint, opt.lr if lr is None else float(lr), reducer)
-    return run.go(first, last)
+    run = _Run(model, Data(model, Xd, Yd, rows, part, weights), batch_size, shuffle, val,
+               metrics, stopper, schedule, cbs, verbose, checkpoint,
+               None if solver else (opt.lr if lr is None else float(lr)), reducer)
+    return run.go(first, last, solver)
 
 
 def _read_resume(model, path, optimizer, epochs: int, schedule, lr) -> io.ModelFile:
@@ -342,93 +312,137 @@ def _read_resume(model, path, optimizer, epochs: int, schedule, lr) -> io.ModelF
 
 
 class _Run:
-    def __init__(self, model, data, batch_size, shuffle, val, accuracy, stopper, schedule,
+    def __init__(self, model, data, batch_size, shuffle, val, metrics, stopper, schedule,
                  cbs, verbose, checkpoint, lr0, reducer=None):
         self.model, self.data, self.shuffle, self.val = model, data, shuffle, val
         self.reducer = reducer
         self.bs = data.m if batch_size is None else min(batch_size, data.m)
-        self.accuracy, self.stopper, self.schedule = accuracy, stopper, schedule
+        self.metrics, self.schedule = metrics, schedule
+        self.stopping = None if stopper is None else Stopping(stopper, model.state)
         self.cbs, self.verbose, self.checkpoint, self.lr0 = cbs, verbose, checkpoint, lr0
+        self.history = History()
 
     def _epoch(self, step, epoch: int) -> tuple[float, float]:
-        """One pass over the data; returns (sample-weighted mean step loss, lr)."""
+        """One pass over the data; returns (the mean step loss, each step counted by its
+        batch's share, and lr)."""
         state = self.model.state
         lr = self.schedule.lr(self.lr0, epoch, state.samples_seen)
         order = None
         if self.bs < self.data.m and self.shuffle:
             order = state.rng.permutation(self.data.m)
         total = 0.0
-        for Xb, Yb, weight in self.data.batches(self.bs, order):
-            loss = step(Xb, Yb, lr)
-            total = loss if weight == 1.0 else total + loss * weight
+        for b in self.data.batches(self.bs, order):
+            loss = step(b.X, b.Y, lr, b.w, b.w_sum)
+            total = loss if b.share == 1.0 else total + loss * b.share
         state.samples_seen += self.data.m
         return float(total), lr
 
-    def _logs(self, loss: float, lr: float) -> dict:
+    def _end_epoch(self, epoch: int, loss: float, lr: float | None) -> dict:
+        """Book epoch `epoch` (from 0), which trained with mean loss `loss`: its logs (the
+        metrics on the training data and validation, lr), the schedule, the history, the
+        progress display, early stopping and the callbacks."""
+        model = self.model
+        model.state.epoch = epoch + 1
         logs = {"loss": loss}
-        if self.accuracy:
-            logs["accuracy"] = evaluate(self.model, self.data)[1]
+        if self.metrics:
+            logs.update(evaluate(model, self.data, self.metrics))
+            logs["loss"] = loss  # the training loss stays the steps' own
         if self.val is not None:
-            logs["val_loss"], acc = evaluate(self.model, self.val)
-            if self.accuracy:
-                logs["val_accuracy"] = acc
-        logs["lr"] = lr
+            logs.update({f"val_{k}": v for k, v in
+                         evaluate(model, self.val, self.metrics).items()})
+        if lr is not None:
+            logs["lr"] = lr
+        self.schedule.end_epoch(logs.get("val_loss", loss))
+        self.history.append(logs)
+        self.progress.update(epoch + 1, logs)
+        if self.stopping is not None and self.stopping.update(logs):
+            model.stop_training = self.history.stopped_early = True
+        self.cbs.epoch_end(epoch, logs, model)
         return logs
 
     # Overflow on the way to divergence is detected from the loss and the weights, and
     # reported as DivergenceError: NumPy's warnings about it would only be noise.
     @np.errstate(over="ignore", invalid="ignore")
-    def go(self, first: int, last: int) -> History:
-        model, be, state = self.model, self.model.backend, self.model.state
-        history = History()
+    def go(self, first: int, last: int, solver=None) -> History:
+        """Train from epoch `first` up to `last` (with `solver`, an LBFGS: its iterations);
+        whatever ends the fit, early stopping's best weights come back (restore_best_weights)
+        before the final checkpoint and the callbacks' on_train_end."""
+        model = self.model
+        self.progress = Progress(self.verbose, last - first)
+        model.stop_training = False
+        self.cbs.train_begin(model)
+        logs: dict = {}
+        try:
+            if solver is None:
+                logs = self._descend(first, last)
+            else:
+                logs = self._lbfgs(solver, first, last)
+        finally:
+            self.progress.close()
+        if self.stopping is not None:
+            self.stopping.restore()
+        if self.checkpoint is not None:
+            self._write_checkpoint()
+        self.cbs.train_end(logs)
+        return self.history
+
+    def _descend(self, first: int, last: int) -> dict:
+        """The epochs of gradient descent; returns the last epoch's logs."""
+        model, state = self.model, self.model.state
         step = step_function(model.network, state, model.head, self.reducer)
         start = state.snapshot()  # the state at the start of the current epoch
         good = None  # ... and at the start of the last epoch whose loss was finite
-        best, best_score, wait = None, math.inf, 0
-        progress = Progress(self.verbose, last - first)
-        model.stop_training = False
-        try:
-            for epoch in range(first, last):
-                if epoch > first:
-                    state.snapshot(into=start)
-                loss, lr = self._epoch(step, epoch)
-                if not math.isfinite(loss):
-                    self._diverged(state, good, start,
-                                   f"the loss became {loss} in epoch {epoch + 1}")
-                good, start = start, (good if good is not None else state.snapshot())
-                state.epoch = epoch + 1
-                logs = self._logs(loss, lr)
-                self.schedule.end_epoch(logs.get("val_loss", loss))
-                history.append(logs)
-                progress.update(epoch + 1, logs)
-                if self.stopper is not None:
-                    score = self.stopper.sign * logs[self.stopper.monitor]
-                    if score < best_score - self.stopper.min_delta:
-                        best_score, wait = score, 0
-                        if self.stopper.restore_best_weights:
-                            best = [be.copy(p) for p in state.params]
-                    else:
-                        wait += 1
-                        if wait >= self.stopper.patience:
-                            model.stop_training = history.stopped_early = True
-                for cb in self.cbs:
-                    cb(epoch + 1, logs, model)
-                last_epoch = model.stop_training or epoch + 1 == last
-                if (self.checkpoint is not None or last_epoch) and not state.all_finite():
-                    # The epoch's loss was finite, but its last update was not.
-                    self._diverged(state, good, None, f"the last update of epoch {epoch + 1} "
-                                                      f"made weights NaN or Inf")
-                if self.checkpoint is not None and not (history.stopped_early and best):
-                    self._write_checkpoint()
-                if model.stop_training:
-                    break
-        finally:
-            progress.close()
-        if history.stopped_early and best is not None:
-            state.set_params(best)
-            if self.checkpoint is not None:
+        logs: dict = {}
+        for epoch in range(first, last):
+            if epoch > first:
+                state.snapshot(into=start)
+            self.cbs.epoch_begin(epoch)
+            loss, lr = self._epoch(step, epoch)
+            if not math.isfinite(loss):
+                self._diverged(state, good, start,
+                               f"the loss became {loss} in epoch {epoch + 1}")
+            good, start = start, (good if good is not None else state.snapshot())
+            logs = self._end_epoch(epoch, loss, lr)
+            last_epoch = model.stop_training or epoch + 1 == last
+            if (self.checkpoint is not None or last_epoch) and not state.all_finite():
+                # The epoch's loss was finite, but its last update was not.
+                self._diverged(state, good, None, f"the last update of epoch {epoch + 1} "
+                                                  f"made weights NaN or Inf")
+            if last_epoch:
+                break
+            if self.checkpoint is not None:  # the last one is written after any restore
                 self._write_checkpoint()
-        return history
+        return logs
+
+    def _lbfgs(self, solver, first: int, last: int) -> dict:
+        """L-BFGS iterations as epochs (accelnn.lbfgs); returns the last one's logs."""
+        model, state, net, data = self.model, self.model.state, self.model.network, self.data
+        batch = next(data.batches(data.m, None))
+        ws = state.workspace(net, data.n)
+        start = state.snapshot()
+        epoch, logs = first, {}
+
+        def loss_grads() -> float:
+            return float(net.loss_grads(state.params, state.grads, model.head, batch.X, batch.Y,
+                                        ws, batch.w, batch.w_sum))
+
+        def on_iteration(loss: float) -> bool:
+            nonlocal epoch, logs
+            logs = self._end_epoch(epoch, loss, None)
+            epoch += 1
+            if model.stop_training:
+                return True
+            if epoch < last:
+                self.cbs.epoch_begin(epoch)
+            return False
+
+        self.cbs.epoch_begin(epoch)
+        result = lbfgs.minimize(solver, state, loss_grads, last - first, on_iteration)
+        self.history.converged = bool(result.status == 0)
+        self.history.message = str(result.message)
+        if not (math.isfinite(result.fun) and state.all_finite()):
+            self._diverged(state, None, start, f"L-BFGS ended at the loss {result.fun}")
+        return logs
 
     def _write_checkpoint(self) -> None:
         """The model and what it needs beyond that to resume this run exactly: the schedule's
@@ -436,8 +450,7 @@ class _Run:
         model = self.model
         run = {"schedule": self.schedule.name, "schedule_state": self.schedule.state(),
                "lr": self.lr0}
-        io.save(self.checkpoint, io.ModelFile(model.get_config(), model.classes_,
-                                              model.state.saved(run)))
+        io.save(self.checkpoint, model.file_record(model.state.saved(run)))
 
     @staticmethod
     def _diverged(state, good, start, what: str):

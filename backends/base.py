@@ -103,9 +103,13 @@ class Backend:
         """out <- sum of dZ over samples (rows)."""
         return self.xp.sum(dZ, axis=0, out=out)
 
-    def loss_delta(self, Z, Y, head: Head, out):
-        """out <- (h(Z) - Y) / m; returns the head's loss (0-d) computed stably from Z."""
-        return head.loss_delta(self.xp, Z, Y, out)
+    def loss_delta(self, Z, Y, head: Head, out, weights=None):
+        """out <- (h(Z) - Y) / m; returns the head's loss (0-d) computed stably from Z. With
+        `weights`, a column (m, 1) of normalised sample weights v (summing to 1 over a batch),
+        the weighted form: out <- v (h(Z) - Y), loss = sum_i v_i l_i (accelnn.losses)."""
+        if weights is None:
+            return head.loss_delta(self.xp, Z, Y, out)
+        return head.loss_delta(self.xp, Z, Y, out, weights)
 
     def output(self, Z, head: Head):
         """Z <- h(Z), in place: the output activation used for prediction."""

@@ -255,10 +255,10 @@ class CupyBackend(Backend):
                                       (dZ, out, np.int32(m), np.int32(n)))
         return out
 
-    def loss_delta(self, Z, Y, head, out):
+    def loss_delta(self, Z, Y, head, out, weights=None):
         if (head.name not in self.kernels["head"] or HEADS.get(head.name) is not head
-                or not self._fused(Z, Y, out)):
-            return super().loss_delta(Z, Y, head, out)
+                or weights is not None or not self._fused(Z, Y, out)):
+            return super().loss_delta(Z, Y, head, out, weights)  # weighted: the generic path
         (m, n), t = Z.shape, Z.dtype.type
         if out is not Z:
             out[...] = Z

@@ -112,10 +112,12 @@ class NumbaBackend(Backend):
         self.k.bias_grad(dZ, out)
         return out
 
-    def loss_delta(self, Z, Y, head, out):
+    def loss_delta(self, Z, Y, head, out, weights=None):
         code = self.kernels["head"].get(head.name)
-        if code is None or Z.shape[0] == 0 or Y.shape != Z.shape or not _fast(Z, Y, out):
-            return super().loss_delta(Z, Y, head, out)  # Y of one column broadcasts there
+        if (code is None or weights is not None or Z.shape[0] == 0 or Y.shape != Z.shape
+                or not _fast(Z, Y, out)):
+            # Y of one column broadcasts there; sample weights take the generic path
+            return super().loss_delta(Z, Y, head, out, weights)
         dt = Z.dtype.type
         return dt(self.k.loss_delta(Z, Y, out, code, dt(1.0 / Z.shape[0])))
 

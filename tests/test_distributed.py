@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import accelnn
-from accelnn import distributed, training
+from accelnn import batches, distributed, training
 
 LAYERS = [4, 5, 3]
 M = 101  # odd: the shards differ in size
@@ -379,13 +379,13 @@ def test_part_batches_hold_this_process_rows():
     X, y = _data()
     Xd, Yd, head, classes = model.encode(X[40:70], y, part=(40, M))
     assert np.array_equal(Yd.argmax(axis=1), y[40:70])
-    data = training.Data(model, Xd, Yd, part=(40, M))
+    data = batches.Data(model, Xd, Yd, part=(40, M))
     assert data.m == M
     order = np.random.default_rng(3).permutation(M)
     rows, weights = [], []
-    for Xb, _, weight in data.batches(25, order):
-        rows.append(Xb.copy())
-        weights.append(weight)
+    for batch in data.batches(25, order):
+        rows.append(batch.X.copy())
+        weights.append(batch.share)
     assert weights == [25 / M] * 4 + [1 / M]  # the whole batches' shares
     assert sum(len(b) for b in rows) == 30
     want = [np.sort(order[lo:lo + 25][(order[lo:lo + 25] >= 40) & (order[lo:lo + 25] < 70)])

@@ -70,7 +70,7 @@ def test_regression_scores_and_shortest_float32_text(tmp_path, capsys):
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "prediction" and len(lines) == 301
-    pred = np.asarray(accelnn.MLP.load(model, backend="numpy").predict(X))[:, 0]
+    pred = np.asarray(accelnn.MLP.load(model, backend="numpy").predict(X))  # (n,): one output
     assert pred.dtype == np.float32
     # each cell is the shortest text that reads back as the float32 (191.78987, not
     # 191.7898712158203, the float64 of that float32)

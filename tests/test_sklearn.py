@@ -3,6 +3,7 @@ the mapping of scikit-learn's parameters onto accelnn, and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import pickle
@@ -24,6 +25,7 @@ if not SKLEARN_MISSING:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.utils.estimator_checks import check_estimator
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     from accelnn.sklearn import MLPClassifier, MLPRegressor
 
@@ -37,18 +39,26 @@ def _require(name: str) -> None:
 
 
 @needs_sklearn
-@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+@pytest.mark.parametrize("backend_name, solver", [
+    ("numpy", "sgd"), ("numpy", "adam"), ("numpy", "lbfgs"), ("numba", "adam"),
+    pytest.param("numba", "sgd", marks=pytest.mark.slow),
+    pytest.param("numba", "lbfgs", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_check_estimator(kind, backend_name):
+def test_check_estimator(kind, backend_name, solver):
     _require(backend_name)
-    estimator = (MLPClassifier if kind == "classifier" else MLPRegressor)(backend=backend_name)
-    with warnings.catch_warnings():
+    estimator = (MLPClassifier if kind == "classifier" else MLPRegressor)(
+        backend=backend_name, solver=solver)
+    # scipy's L-BFGS-B makes many tiny BLAS calls, which OpenBLAS's threads slow down about
+    # tenfold on a busy machine: one BLAS thread keeps these checks at a few seconds.
+    single = threadpool_limits(1) if solver == "lbfgs" else contextlib.nullcontext()
+    with warnings.catch_warnings(), single:
         warnings.simplefilter("ignore", SkipTestWarning)  # pandas, array API: counted below
         results = check_estimator(estimator, on_fail=None)
     status = {}
     for r in results:
         status.setdefault(r["status"], []).append(r["check_name"])
-    print(f"{kind} on {backend_name}: " + ", ".join(f"{len(v)} {k}" for k, v in status.items()))
+    print(f"{kind} {solver} on {backend_name}: "
+          + ", ".join(f"{len(v)} {k}" for k, v in status.items()))
     failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
     assert not failed
 
@@ -178,7 +188,8 @@ def test_warm_start_and_partial_fit():
     clf.fit(Xs, y)
     first = clf.coefs_[0]
     clf.fit(Xs, y)
-    assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    # hunt-10: n_iter_ counts the last fit (scikit-learn >= 1.3); loss_curve_ and t_ go on.
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 6 and clf.t_ == 6 * 90
     assert not np.array_equal(first, clf.coefs_[0])
     clf.set_params(hidden_layer_sizes=(9,))
     with pytest.raises(ValueError, match="warm_start / partial_fit needs the network"):
@@ -189,7 +200,8 @@ def test_warm_start_and_partial_fit():
     inc.partial_fit(Xs[y == "ant"], y[y == "ant"], classes=["cat", "bee", "ant"])
     assert list(inc.classes_) == ["ant", "bee", "cat"] and inc.n_iter_ == 1
     inc.partial_fit(Xs, y)
-    assert inc.n_iter_ == 2 and inc.predict_proba(Xs).shape == (90, 3)
+    assert inc.n_iter_ == 1 and inc.predict_proba(Xs).shape == (90, 3)
+    assert inc.t_ == (y == "ant").sum() + 90 and len(inc.loss_curve_) == 2
     with pytest.raises(ValueError, match="differs from classes_"):
         inc.partial_fit(Xs, y, classes=["ant", "bee"])
     with pytest.raises(ValueError, match="labels outside the classes"):
@@ -198,7 +210,7 @@ def test_warm_start_and_partial_fit():
         inc.partial_fit(np.c_[Xs, Xs[:, 0]], y)
     reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, backend="numpy")
     reg.partial_fit(Xs, Xs[:, 0]).partial_fit(Xs, Xs[:, 0])
-    assert reg.n_iter_ == 2 and reg.predict(Xs).shape == (90,)
+    assert reg.n_iter_ == 1 and reg.t_ == 180 and reg.predict(Xs).shape == (90,)
 
 
 @needs_sklearn
@@ -227,7 +239,10 @@ def test_binary_multilabel_and_float32():
 
 @needs_sklearn
 @pytest.mark.parametrize("params, match", [
-    ({"solver": "lbfgs"}, "solver must be 'sgd' or 'adam'"),
+    ({"solver": "newton"}, "solver must be one of 'sgd', 'adam', 'lbfgs'"),
+    ({"max_fun": 0}, "max_fun must be an integer >= 1"),
+    ({"class_weight": [1, 2]}, "class_weight must be 'balanced' or a dict"),
+    ({"class_weight": {"ant": -1}}, r"class_weight\['ant'\] must be a number >= 0"),
     ({"learning_rate": "optimal"}, "learning_rate must be"),
     ({"hidden_layer_sizes": (4, 0)}, "hidden_layer_sizes must be"),
     ({"hidden_layer_sizes": "wide"}, "hidden_layer_sizes must be"),
@@ -281,7 +296,11 @@ _Y3 = np.arange(30) % 3
     ("fit", {"activation": "bogus"}, _X3[:, :2], _Y3 % 2, {}),
     ("fit", {"dtype": "float16"}, _X3[:, :2], _Y3 % 2, {}),
     ("fit", {"backend": "bogus"}, _X3, np.array(list("abcab") * 6), {}),
-    ("fit", {"solver": "lbfgs"}, _X3[:, :2], _Y3 % 2, {}),
+    ("fit", {"solver": "newton"}, _X3[:, :2], _Y3 % 2, {}),
+    ("fit", {"class_weight": {7: 1.0}}, _X3, _Y3, {}),  # 7 is not a class
+    ("fit", {}, _X3, _Y3, {"sample_weight": np.ones(29)}),
+    ("partial_fit", {"early_stopping": True}, _X3, _Y3, {}),
+    ("partial_fit", {"class_weight": "balanced"}, _X3, _Y3, {}),
     ("fit", {"hidden_layer_sizes": (0,)}, _X3, _Y3, {}),
     ("fit", {}, _X3, np.zeros(30), {}),  # one class
     ("fit", {}, _X3, _Y3 + 0.5, {}),  # continuous targets
@@ -302,10 +321,11 @@ def test_rejected_fit_leaves_the_fitted_classifier_as_it_was(method, params, X, 
     with pytest.raises((ValueError, TypeError, accelnn.BackendError)):
         getattr(clf, method)(X, y, **kwargs)
     clf.set_params(hidden_layer_sizes=(5,), activation="relu", dtype="float64",
-                   backend="numpy", solver="adam", warm_start=False)
+                   backend="numpy", solver="adam", warm_start=False, class_weight=None,
+                   early_stopping=False)
     _assert_same_state(before, _fitted_state(clf, _X3))
     clf.partial_fit(_X3, _Y3)  # and it trains on
-    assert clf.n_iter_ == before[0]["n_iter_"] + 1
+    assert clf.n_iter_ == 1 and clf.t_ == before[0]["t_"] + 30
 
 
 @needs_sklearn
@@ -380,13 +400,22 @@ def test_import_accelnn_leaves_sklearn_alone_and_says_what_is_missing():
 
 
 @needs_sklearn
-def test_verbose_prints_a_line_per_epoch(capsys):
+def test_verbose_prints_scikit_learns_lines(capsys):
     X = np.random.default_rng(0).normal(size=(30, 2))
     MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, verbose=True, random_state=0,
                  backend="numpy").fit(X, X[:, 0])
-    out = capsys.readouterr().out
-    assert [line.split(" loss")[0] for line in out.splitlines()] == [
-        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" loss")[0] for line in lines] == [
+        "Iteration 1,", "Iteration 2,", "Iteration 3,"]
+    assert all(len(line.split("= ")[1].split(".")[1]) == 8 for line in lines)  # %.8f
+    Xb, yb = _blobs(150)
+    MLPClassifier(hidden_layer_sizes=(4,), tol=10.0, n_iter_no_change=2, early_stopping=True,
+                  verbose=True, random_state=0, backend="numpy").fit((Xb - 100) / 30, yb)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Iteration 1, loss = ")
+    assert lines[1].startswith("Validation score: ") and len(lines) == 2 * 4 + 1
+    assert lines[-1] == ("Validation score did not improve more than tol=10.000000 for 2 "
+                         "consecutive epochs. Stopping.")
 
 
 @needs_sklearn

@@ -94,6 +94,27 @@ def test_schedule_values():
             bad()
 
 
+def test_schedules_count_the_run_not_the_current_call():
+    """hunt-02: a run continued on data of another size keeps t = the samples seen (not epoch
+    x the rows of this call), and a Cosine without t_max keeps the length of the fit that
+    started it; a fresh optimizer starts both over."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 4)), (rng.normal(size=100) > 0).astype(int)
+    model = accelnn.MLP([4, 6, 1], "tanh", seed=0, backend="numpy", dtype="float64")
+    inv = schedules.InvScaling(0.5)
+    h1 = model.fit(X, y, epochs=2, batch_size=10, optimizer="sgd", lr=0.5, lr_schedule=inv)
+    h2 = model.fit(X[:10], y[:10], epochs=2, batch_size=10, lr_schedule=inv)
+    assert h1["lr"] + h2["lr"] == [0.5 / math.sqrt(t + 1) for t in (0, 100, 200, 210)]
+    assert schedules.InvScaling(0.5, t0=90).lr(1.0, 0, 9) == pytest.approx(0.1)
+    cos = schedules.Cosine()
+    h3 = model.fit(X, y, epochs=4, optimizer="sgd", lr=1.0, lr_schedule=cos)
+    h4 = model.fit(X, y, epochs=4, lr=1.0, lr_schedule=cos)  # continues: t_max stays 4
+    assert [round(v, 12) for v in h3["lr"] + h4["lr"]] == [1.0, 0.853553390593, 0.5,
+                                                             0.146446609407, 0, 0, 0, 0]
+    h5 = model.fit(X, y, epochs=2, optimizer="sgd", lr=1.0, lr_schedule=cos)  # starts over
+    assert h5["lr"] == [1.0, 0.5]
+
+
 def test_history_records_lr_per_epoch():
     X, y = _problem()
     hist = accelnn.MLP([3, 4, 3], seed=0, backend="numpy").fit(

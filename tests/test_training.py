@@ -77,6 +77,34 @@ def test_auto_output_for_one_unit(y, head, classes):
     assert (model.classes_ is None) if classes is None else model.classes_.tolist() == classes
 
 
+def test_an_output_that_cannot_hold_the_labels_is_an_error():
+    """3-class integer labels on one output unit: refused, not taken for a regression."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 4)), rng.integers(0, 3, 100)
+    model = accelnn.MLP([4, 8, 1], seed=0, backend="numpy")
+    with pytest.raises(ValueError, match="y holds 3 distinct integer labels, but the output "
+                                         "layer has 1 unit.*output='identity'"):
+        model.fit(X, y)
+    assert model.head is None and model.epoch_ == 0
+    with pytest.raises(ValueError, match="y has 3 classes, but a sigmoid output with 1 "
+                                         "units holds 2"):
+        accelnn.MLP([4, 8, 1], output="sigmoid", backend="numpy").fit(X, y)
+    with pytest.raises(ValueError, match="y has 3 classes, but a softmax output with 2 "
+                                         "units holds 2"):
+        accelnn.MLP([4, 8, 2], backend="numpy").fit(X, y + 5)
+    reg = accelnn.MLP([4, 8, 1], output="identity", seed=0, backend="numpy")
+    reg.fit(X, y)  # asked for: a regression on the integers
+    assert reg.predict(X).shape == (100,)
+
+
+def test_predict_of_a_regressor_has_one_axis_for_one_output():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    one = accelnn.MLP([3, 4, 1], output="identity", seed=0, backend="numpy")
+    two = accelnn.MLP([3, 4, 2], output="identity", seed=0, backend="numpy")
+    assert one.predict(X).shape == (10,) and two.predict(X).shape == (10, 2)
+    np.testing.assert_array_equal(one.predict(X), one.forward(X)[:, 0])
+
+
 @pytest.mark.parametrize("y, head", [
     (np.array([0, 2, 1, 2]), "softmax"),
     (np.eye(3)[[0, 2, 1, 2]], "softmax"),
@@ -117,6 +145,20 @@ def test_binary_predict_proba_has_two_columns():
     proba = model.predict_proba(X)
     assert proba.shape == (40, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sizes, output", [([2, 3], "softmax"), ([2, 1], "sigmoid"),
+                                            ([2, 4, 3], "softmax"), ([2, 4, 1], "sigmoid")])
+def test_a_never_fitted_classifier_predicts_class_indices(backend, sizes, output):
+    """No fit, no classes=: predict gives the argmax of predict_proba as the indices 0..n-1,
+    call after call (also with no hidden layer, whose set of hidden buffers is empty)."""
+    model = accelnn.MLP(sizes, output=output, seed=0, backend=backend.name, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    for _ in range(3):
+        P = backend.to_numpy(model.predict_proba(X))
+        pred = backend.to_numpy(model.predict(X))
+        np.testing.assert_array_equal(pred, P.argmax(axis=1))
+        assert pred.dtype.kind == "i"
 
 
 def test_inputs_lists_array_protocol_dlpack_and_integers():
