@@ -71,9 +71,12 @@ def minimize(solver: LBFGS, state, loss_grads, max_iter: int, on_iteration):
     """Run L-BFGS-B from the parameters of the training state `state` for at most `max_iter`
     iterations and return scipy's OptimizeResult; the state ends with its `x`.
 
-    loss_grads() -> float: the loss at the state's parameters, its gradients left in
-        state.grads. on_iteration(loss) is called after each iteration, with the state's
-        parameters set to the iterate; returning True ends the minimisation there."""
+    loss_grads(params) -> float: the loss at `params` (a list of backend arrays shaped as the
+        state's), its gradients left in state.grads. The line search's trial points are
+        evaluated in buffers of their own: the state's parameters change only to whole
+        iterates, so a prediction in another thread never sees a trial point.
+    on_iteration(loss) is called after each iteration, with the state's parameters set to
+        the iterate; returning True ends the minimisation there."""
     optimize = need_scipy()
     be, params = state.backend, state.params
     sizes = [p.size for p in params]
@@ -82,9 +85,12 @@ def minimize(solver: LBFGS, state, loss_grads, max_iter: int, on_iteration):
     def unflatten(x):
         return [x[e - n:e].reshape(p.shape) for e, n, p in zip(ends, sizes, params)]
 
+    trial = [be.empty(p.shape, p.dtype) for p in params]
+
     def fun(x):
-        state.set_params(unflatten(x))
-        loss = loss_grads()
+        for t, a in zip(trial, unflatten(x)):
+            t[...] = be.asarray(a, t.dtype)
+        loss = loss_grads(trial)
         grad = np.concatenate([np.asarray(be.to_numpy(g), dtype=np.float64).ravel()
                                for g in state.grads])
         return loss, grad

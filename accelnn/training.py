@@ -422,9 +422,9 @@ class _Run:
         start = state.snapshot()
         epoch, logs = first, {}
 
-        def loss_grads() -> float:
-            return float(net.loss_grads(state.params, state.grads, model.head, batch.X, batch.Y,
-                                        ws, batch.w, batch.w_sum))
+        def loss_grads(params) -> float:
+            return float(net.loss_grads(params, state.grads, model.head, batch.X, batch.Y, ws,
+                                        batch.w, batch.w_sum))
 
         def on_iteration(loss: float) -> bool:
             nonlocal epoch, logs

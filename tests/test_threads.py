@@ -80,12 +80,16 @@ def test_inference_from_eight_threads_equals_serial_calls(backend_name, dtype, m
     assert not wrong, f"{len(wrong)} of {N_THREADS * CALLS} results differ: {wrong[:5]}"
 
 
+@pytest.mark.parametrize("fit_options", [{"lr": 0.5}, {"optimizer": "lbfgs"}],
+                         ids=["gradient-descent", "lbfgs"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("backend_name", CPU)
-def test_predict_during_fit_sees_whole_steps_and_changes_nothing(backend_name, dtype):
-    """Full-batch gradient descent: one step an epoch. A callback records the weights after
-    every step; each concurrent forward pass must equal the forward pass of one of them, and
-    the fit must end bit-equal to the same fit with no thread beside it."""
+def test_predict_during_fit_sees_whole_steps_and_changes_nothing(backend_name, dtype,
+                                                                 fit_options):
+    """Full-batch gradient descent (one step an epoch) and L-BFGS (one iteration an epoch,
+    its line search trying points in between). A callback records the weights after every
+    step; each concurrent forward pass must equal the forward pass of one of them, and the
+    fit must end bit-equal to the same fit with no thread beside it."""
     backend = _cpu_backend(backend_name)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 12))
@@ -97,7 +101,7 @@ def test_predict_during_fit_sees_whole_steps_and_changes_nothing(backend_name, d
                            dtype=dtype)
 
     alone = model()
-    alone.fit(X, y, epochs=60, lr=0.5)
+    alone.fit(X, y, epochs=60, **fit_options)
     shared = model()
     steps = [shared.get_weights()]
     seen, stop = [], threading.Event()
@@ -109,7 +113,7 @@ def test_predict_during_fit_sees_whole_steps_and_changes_nothing(backend_name, d
     reader = threading.Thread(target=predict)
     reader.start()
     try:
-        shared.fit(X, y, epochs=60, lr=0.5,
+        shared.fit(X, y, epochs=60, **fit_options,
                    callbacks=[lambda epoch, logs, m: steps.append(m.get_weights())])
     finally:
         stop.set()
