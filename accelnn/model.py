@@ -296,8 +296,9 @@ class MLP:
             on_train_end, set_model: see accelnn.callbacks), objects whose on_epoch_end takes
             (epoch, logs, model), or callables cb(epoch, logs, model); setting
             model.stop_training ends the fit after the epoch.
-        verbose: 1 shows a progress bar on a terminal (tqdm when installed), 2 prints a line
-            per epoch, 0 is silent. checkpoint: a path saved (atomically) after every epoch.
+        verbose: 1 shows a progress bar on a terminal (tqdm when installed) and a line per
+            epoch where stderr is no terminal (logs, CI, notebooks), 2 prints a line per epoch
+            anywhere, 0 is silent. checkpoint: a path saved (atomically) after every epoch.
         resume_from: a checkpoint of this architecture; restores weights, optimizer state,
             RNG, epoch count and schedule state, then trains on to `epochs`, so that 5 epochs
             + checkpoint + resume to 10 equals 10 epochs in one go.
