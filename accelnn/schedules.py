@@ -48,6 +48,14 @@ class Schedule:
     def load_state(self, state: dict) -> None:
         pass
 
+    def check_state(self, state) -> dict:
+        """`state` (read from a file) checked: a dict with exactly the keys `state()` gives,
+        each a valid value; ValueError otherwise. It can then be given to `load_state`."""
+        if not isinstance(state, dict) or set(state) != set(self.state()):
+            raise ValueError(f"the {self.name} schedule's state must be a dict with the keys "
+                             f"{sorted(self.state())}, got {state!r}")
+        return dict(state)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
@@ -97,6 +105,11 @@ class Cosine(Schedule):
     def load_state(self, state):
         self._t_max = state["t_max"]
 
+    def check_state(self, state):
+        state = super().check_state(state)
+        _positive("t_max", state["t_max"], integer=True)
+        return state
+
 
 class InvScaling(Schedule):
     name = "invscaling"
@@ -132,6 +145,16 @@ class Adaptive(Schedule):
 
     def load_state(self, state):
         self._scale, self._best, self._bad = state["scale"], state["best"], state["bad"]
+
+    def check_state(self, state):
+        state = super().check_state(state)
+        _positive("scale", state["scale"])
+        _positive("bad", state["bad"], integer=True, allow_zero=True)
+        best = state["best"]  # inf until the first epoch has ended
+        if not (isinstance(best, (int, float)) and not isinstance(best, bool)
+                and not math.isnan(best) and best != -math.inf):
+            raise ValueError(f"best must be a number or inf, got {best!r}")
+        return state
 
 
 SCHEDULES = {s.name: s for s in (Schedule, StepDecay, Exponential, Cosine, InvScaling, Adaptive)}

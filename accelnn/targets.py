@@ -7,9 +7,16 @@ labels, and the (m, n_out) float64 matrix Y that the loss compares with the outp
 
 Class i is output unit i (for one sigmoid unit: the 0/1 target), classes sorted as np.unique
 sorts them.
+
+Labels are numbers (bool, int, float), text (str) or bytes, all of one kind: NumPy arrays of
+those, or object arrays holding them (a pandas column). Missing labels (None, NaN), labels of
+other types and mixed kinds are refused, naming where they are, so that every label set sorts,
+encodes and survives a save (`stored_labels` / `restored_labels`) exactly.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -22,15 +29,114 @@ def integral(y: np.ndarray) -> bool:
     return y.dtype.kind in "biu" or (y.dtype.kind == "f" and bool(np.all(np.mod(y, 1) == 0)))
 
 
+def where(shape: tuple, flat: int) -> str:
+    """The position of element `flat` (row-major) in an array of `shape`, in words."""
+    if len(shape) <= 1:
+        return f"index {flat}"
+    at = np.unravel_index(flat, shape)
+    if len(shape) == 2:
+        return f"row {at[0]}, column {at[1]}"
+    return f"index {tuple(int(i) for i in at)}"
+
+
+_NUMBER = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _label_kind(cls: type) -> str | None:
+    """The kind of labels of type `cls`: "number", "text", "bytes", or None (unsupported)."""
+    if issubclass(cls, _NUMBER):
+        return "number"
+    if issubclass(cls, str):
+        return "text"
+    if issubclass(cls, bytes):
+        return "bytes"
+    return None
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def check_labels(y: np.ndarray, name: str = "y") -> None:
+    """Check that `y` holds labels of one supported kind: numbers (bool, int, float; finite),
+    text (str) or bytes; for object arrays, every element. Raises ValueError naming `name`,
+    the position and the value for a missing label (None or NaN), NaN/Inf, mixed kinds or
+    integers beyond 64 bits, TypeError for another dtype or element type."""
+    kind = y.dtype.kind
+    if kind in "biuUS":
+        return
+    if kind == "f":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} contains NaN or Inf ({y.flat[i].item()!r} at "
+                             f"{where(y.shape, i)})")
+        return
+    if kind != "O":
+        raise TypeError(f"{name} has dtype {y.dtype}; labels must be numbers (bool, int, "
+                        f"float), text (str) or bytes")
+    flat = y.ravel()
+    kinds = {_label_kind(cls) for cls in set(map(type, flat))}
+    nan_free = kinds != {"number"} or all(
+        math.isfinite(v) for v in flat if isinstance(v, (float, np.floating)))
+    if len(kinds) == 1 and None not in kinds and nan_free:
+        if kinds == {"number"} and np.array(flat.tolist()).dtype.kind not in "biuf":
+            raise ValueError(f"{name} has integer labels beyond the 64-bit range")
+        return
+    first: dict[str, int] = {}
+    for i, v in enumerate(flat):
+        at = where(y.shape, i)
+        if _missing(v):
+            raise ValueError(f"{name} has a missing label ({v!r}) at {at}; give every sample "
+                             f"a label, or drop the samples without one")
+        k = _label_kind(type(v))
+        if k is None:
+            raise TypeError(f"{name} holds a label of type {type(v).__name__} ({v!r}) at "
+                            f"{at}; labels must be numbers (bool, int, float), text (str) or "
+                            f"bytes")
+        if k == "number" and not math.isfinite(v):
+            raise ValueError(f"{name} contains NaN or Inf ({v!r} at {at})")
+        first.setdefault(k, i)
+        if len(first) > 1:
+            (k0, i0), = ((a, b) for a, b in first.items() if a != k)
+            raise ValueError(f"{name} mixes kinds of labels: {type(flat[i0]).__name__} "
+                             f"{flat[i0]!r} at {where(y.shape, i0)}, {type(v).__name__} {v!r} "
+                             f"at {at}; labels must be all numbers, all text (str) or all "
+                             f"bytes")
+
+
 def check_classes(classes, n_out: int) -> np.ndarray:
     """`classes` as a sorted 1-D array of distinct labels, at most as many as `n_out` output
-    units hold (two for a single unit); ValueError otherwise."""
+    units hold (two for a single unit), of a kind that check_labels accepts; ValueError
+    (TypeError for unsupported types) otherwise."""
     arr = np.asarray(classes)
+    check_labels(arr, "classes")
     most = max(n_out, 2)
     if arr.ndim != 1 or not 1 <= len(arr) <= most or len(np.unique(arr)) != len(arr):
         raise ValueError(f"classes must be at most {most} distinct labels for {n_out} output "
                          f"units, got {arr.tolist()!r}")
     return np.sort(arr)
+
+
+def stored_labels(classes: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(array, was_object): `classes` as an array that np.save writes without pickle (bool,
+    int, uint, float, str or bytes), and whether they were an object array, so that
+    `restored_labels` gives back equal labels of the same types. ValueError for labels that
+    check_labels refuses."""
+    if classes.dtype.kind != "O":
+        check_labels(classes, "classes")
+        return classes, False
+    check_labels(classes, "classes")
+    stored = np.array(classes.tolist())
+    if stored.dtype.kind not in "biufUS" or stored.shape != classes.shape:
+        raise ValueError(f"classes {classes.tolist()!r} cannot be stored")
+    return stored, True
+
+
+def restored_labels(stored: np.ndarray, was_object: bool) -> np.ndarray:
+    """The labels `stored_labels` stored: an object array of Python ints, floats, bools, str
+    or bytes when they were one, else the array itself."""
+    return stored.astype(object) if was_object else stored
 
 
 def resolve_head(y: np.ndarray, n_out: int) -> Head:
