@@ -145,7 +145,8 @@ class MLP:
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, self.layer_sizes[-1], head or self.head,
-                                          self.classes_ if classes is None else classes)
+                                          self.classes_ if classes is None else classes,
+                                          self.dtype)
         return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
     # ------------------------------------------------------------------ inference

@@ -59,6 +59,7 @@ except ImportError as exc:
 from accelnn.model import MLP
 from accelnn.optimizers import SGD, Adam, check_range
 from accelnn.schedules import Adaptive, InvScaling, Schedule
+from accelnn.targets import check_labels
 
 MIN_ADAPTIVE_LR = 1e-6  # below it an "adaptive" run stops, as scikit-learn's does
 
@@ -413,13 +414,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _metric = staticmethod(accuracy_score)  # ClassifierMixin.score's: subset accuracy
 
     def _validate_xy(self, X, y, fresh: bool, classes=None):
-        """Rejects targets that are continuous or multiclass-multioutput, a single class,
-        partial_fit with other classes than its first call's, and a switch between labels and
-        a multi-label matrix when training on. (Labels outside classes_ are MLP.fit's to
-        reject.)"""
+        """Rejects missing or mixed labels, continuous or multiclass-multioutput targets, a
+        single class, partial_fit with other classes than its first call's, and a switch between
+        labels and a multi-label matrix when training on (labels outside classes_: MLP.fit)."""
         X, y, attrs = self._check_data(X, y, fresh)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        check_labels(y)  # a missing label (None, NaN) or mixed kinds, named with its index
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind == "multiclass-multioutput":
@@ -441,8 +442,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"classes={classes!r} differs from classes_ of the first "
                                  f"call, {self.classes_!r}")
             if multilabel != self._multilabel:
-                raise ValueError("y switches between labels and a multi-label indicator "
-                                 "matrix")
+                raise ValueError("y switches between labels and a multi-label indicator matrix")
             labels = self.classes_
         n = len(labels)
         output = (n, "sigmoid") if multilabel else (1, "sigmoid") if n == 2 else (n, "softmax")

@@ -154,10 +154,12 @@ def resolve_head(y: np.ndarray, n_out: int) -> Head:
     return HEADS["identity"]
 
 
-def encode_targets(y, m: int, n_out: int, head: Head | None, classes):
+def encode_targets(y, m: int, n_out: int, head: Head | None, classes, dtype=None):
     """Validate y against m samples and an output layer of n_out units; returns
     (head, classes, Y (m, n_out) float64). `head` None resolves it from y (resolve_head);
-    `classes` None takes them from y. Raises ValueError/TypeError naming what is wrong."""
+    `classes` None takes them from y. Targets (values) beyond the range of `dtype` (the
+    model's float; None: float64) are refused. Raises ValueError/TypeError naming y, what is
+    wrong and where."""
     y = host_array(y, "y")
     if y.ndim == 2 and y.shape[1] == 1 and n_out == 1:
         y = y[:, 0]
@@ -169,8 +171,7 @@ def encode_targets(y, m: int, n_out: int, head: Head | None, classes):
                          f"in y")
     if y.dtype.kind == "c":
         raise TypeError("y must not be complex")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError("y contains NaN or Inf")
+    check_labels(y)  # numbers, text or bytes of one kind; no NaN, Inf or missing labels
     head = head or resolve_head(y, n_out)
     if head.name == "sigmoid" and n_out > 1 and y.ndim == 1:
         raise ValueError(f"a sigmoid output with {n_out} units (multi-label) needs y of "
@@ -182,6 +183,13 @@ def encode_targets(y, m: int, n_out: int, head: Head | None, classes):
         raise TypeError(f"y must hold numbers for a {head.name} output, got dtype "
                         f"{y.dtype}")
     Y = y.reshape(m, -1).astype(np.float64)
+    limit = np.finfo(np.float64 if dtype is None else dtype).max
+    big = np.abs(Y) > limit
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise ValueError(f"y has values too large for {np.dtype(dtype).name}: "
+                         f"{y.flat[i].item()!r} at {where(y.shape, i)} (the largest is "
+                         f"{limit:.6g})")
     if Y.shape[1] != n_out:
         raise ValueError(f"y has {Y.shape[1]} columns, but the output layer has {n_out} "
                          f"units")

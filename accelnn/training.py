@@ -245,14 +245,19 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         Xd = check_host_X(X, model.layer_sizes[0], model.dtype)
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, model.layer_sizes[-1], known_head,
-                                          known_classes)
+                                          known_classes, model.dtype)
         Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
     else:
         Xd, Yd, head, classes = model.encode(X, y, head=known_head, classes=known_classes,
                                              part=part)
     val = None
     if validation_data is not None:
-        val = Data(model, *model.encode(*validation_data, head=head, classes=classes)[:2])
+        try:
+            Xv, Yv = model.encode(*validation_data, head=head, classes=classes)[:2]
+        except (TypeError, ValueError) as exc:
+            kind = ValueError if isinstance(exc, ValueError) else TypeError
+            raise kind(f"validation_data: {exc}") from exc
+        val = Data(model, Xv, Yv)
     needs_accuracy = "accuracy" in metrics or (stopper and "accuracy" in stopper.monitor)
     if needs_accuracy and head.name == "identity":
         raise ValueError("accuracy needs a classifier (sigmoid or softmax output)")

@@ -231,3 +231,86 @@ def test_queries_do_not_fix_an_auto_output():
     assert model.head is None and model.classes_ is None
     model.fit(X, rng.integers(0, 2, 8))
     assert model.head.name == "sigmoid"
+
+
+@pytest.mark.parametrize("labels, exc, message", [
+    (["a", "b", None, "a"], ValueError, r"y has a missing label \(None\) at index 2; give "
+                                        r"every sample a label"),
+    (["a", "b", np.nan, "a"], ValueError, r"y has a missing label \(nan\) at index 2"),
+    ([None] * 4, ValueError, r"y has a missing label \(None\) at index 0"),
+    ([1, 2, "a", 1], ValueError, r"y mixes kinds of labels: int 1 at index 0, str 'a' at "
+                                 r"index 2; labels must be all numbers, all text \(str\) or "
+                                 r"all bytes"),
+    (["x", b"x", "y", "x"], ValueError, r"y mixes kinds of labels: str 'x' at index 0, bytes "
+                                        r"b'x' at index 1"),
+    ([1.0, np.inf, 1.0, 2.0], ValueError, r"y contains NaN or Inf \(inf at index 1\)"),
+    ([2**70, 1, 1, 2**70], ValueError, "y has integer labels beyond the 64-bit range"),
+    ([1, 2, 1, (2, 3)], TypeError, r"y holds a label of type tuple \(\(2, 3\)\) at index 3; "
+                                   r"labels must be numbers"),
+])
+def test_missing_mixed_and_unsupported_labels_are_named(fitted, labels, exc, message):
+    model, X, _ = fitted
+    y = np.empty(4, dtype=object)
+    y[:] = labels
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        model.fit(X[:4], y)
+    with pytest.raises(exc, match=message):
+        model.fit(X, np.arange(20) % 3, validation_data=(X[:4], y))
+    with pytest.raises(exc, match=message.replace("y ", "classes ", 1)):
+        accelnn.MLP([3, 4], classes=y, backend="numpy")
+    _assert_unchanged(model, snap)
+    fresh = accelnn.MLP([3, 4, 3], backend="numpy")
+    with pytest.raises(exc, match=message):
+        fresh.fit(X[:4], y)
+    assert fresh.head is None and fresh.classes_ is None
+
+
+def test_labels_of_other_dtypes_and_positions_in_2d_targets_are_named():
+    X = np.zeros((4, 2))
+    model = accelnn.MLP([2, 2], backend="numpy")
+    with pytest.raises(TypeError, match=r"y has dtype datetime64\[D\]; labels must be numbers"):
+        model.fit(X, np.array(["2020-01-01", "2020-01-02"] * 2, dtype="datetime64[D]"))
+    y = np.eye(2)[[0, 1, 0, 1]]
+    y[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"y contains NaN or Inf \(nan at row 2, column 1\)"):
+        model.fit(X, y)
+
+
+def test_validation_data_errors_say_so(fitted):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(ValueError, match=r"^validation_data: y has a missing label \(None\) "
+                                         r"at index 1"):
+        model.fit(X, y, validation_data=(X[:2], np.array([0, None], dtype=object)))
+    with pytest.raises(ValueError, match="^validation_data: X has 2 features"):
+        model.fit(X, y, validation_data=(X[:, :2], y))
+    _assert_unchanged(model, snap)
+
+
+def test_targets_beyond_the_model_dtype_are_refused_up_front():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    big = y.copy()
+    big[7] = 1e300
+    model = accelnn.MLP([3, 4, 1], "tanh", "identity", seed=0, dtype="float32",
+                        backend="numpy")
+    before = model.get_weights()
+    message = r"y has values too large for float32: 1e\+300 at index 7 \(the largest is "
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, big)
+    with pytest.raises(ValueError, match="validation_data: " + message):
+        model.fit(X, y, validation_data=(X, big))
+    for query in (model.loss, model.loss_and_grads, model.step_function):
+        with pytest.raises(ValueError, match=message):
+            query(X, big)
+    assert model.epoch_ == 0 and model.state.optimizer is None
+    assert all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())
+               for a, b in zip(pa, pb))
+    wide = accelnn.MLP([3, 2], output="identity", dtype="float32", backend="numpy")
+    Y = np.zeros((20, 2))
+    Y[3, 1] = -1e39
+    with pytest.raises(ValueError, match=r"-1e\+39 at row 3, column 1"):
+        wide.fit(X, Y)
+    accelnn.MLP([3, 1], output="identity", dtype="float64", backend="numpy").loss(X, big)
+

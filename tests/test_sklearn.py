@@ -367,6 +367,12 @@ def test_bad_targets():
         MLPClassifier().fit(X, [[0, 2], [1, 0], [2, 1], [0, 0]])
     with pytest.raises(ValueError, match="NaN"):
         MLPRegressor().fit(X, [0.0, np.nan, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"y has a missing label \(None\) at index 2"):
+        MLPClassifier().fit(X, np.array(["a", "b", None, "a"], dtype=object))
+    with pytest.raises(ValueError, match=r"y has values too large for float32: 1e\+300 at "
+                                         r"index 1"):
+        MLPRegressor(dtype="float32").fit(X, [0.0, 1e300, 1.0, 2.0])
+
 
 
 def test_import_accelnn_leaves_sklearn_alone_and_says_what_is_missing():
