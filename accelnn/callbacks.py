@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 
@@ -73,8 +75,11 @@ class EarlyStopping:
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
         if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        if not isinstance(restore_best_weights, (bool, np.bool_)):
+            raise TypeError(f"restore_best_weights must be True or False, got "
+                            f"{restore_best_weights!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.restore_best_weights = restore_best_weights
+        self.restore_best_weights = bool(restore_best_weights)
         self.sign = -1.0 if "accuracy" in monitor else 1.0  # lower is better after the sign
 
     def __repr__(self) -> str:

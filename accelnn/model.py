@@ -20,6 +20,18 @@ from accelnn.state import TrainingState
 from accelnn.targets import check_classes, encode_targets
 
 
+def _seeded_rng(seed) -> np.random.Generator:
+    """numpy.random.default_rng(seed), with errors that name `seed` (booleans refused)."""
+    accepted = ("None, an integer >= 0, a sequence of them, a numpy SeedSequence, "
+                "BitGenerator or Generator")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be {accepted}, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be {accepted}, got {seed!r}") from exc
+
+
 class MLP:
     """A fully connected network, `layer_sizes = [n_inputs, hidden..., n_outputs]`.
 
@@ -43,9 +55,10 @@ class MLP:
     computes. Training (`fit`, `step_function`'s steps), `set_weights` and `save` are for one
     thread at a time: a second concurrent `fit` raises RuntimeError.
 
-    Raises ValueError/TypeError for bad sizes, names, l2, dtype or classes (not 1-D, repeated,
-    or more than the output units hold), and BackendError for a backend that is unknown or
-    cannot run here.
+    Raises ValueError/TypeError for bad sizes, names, l2, dtype, seed (what
+    numpy.random.default_rng takes, booleans refused) or classes (not 1-D, repeated, more
+    than the output units hold, or not labels of one kind: see accelnn.targets), and
+    BackendError for a backend that is unknown or cannot run here.
     """
 
     def __init__(self, layer_sizes: Sequence[int], hidden_activation="relu", output="auto", *,
@@ -55,6 +68,7 @@ class MLP:
         acts = hidden_activations(hidden_activation, len(sizes) - 2)
         head = None if output == "auto" else get_head(output)
         l2 = check_range("l2", l2, 0.0)
+        rng = _seeded_rng(seed)
         self.dtype = resolve_dtype(dtype)
         self.backend = get_backend(backend)
         self.layer_sizes = sizes
@@ -63,7 +77,6 @@ class MLP:
         self.l2 = float(l2)
         self.classes_ = None if classes is None else check_classes(classes, sizes[-1])
         self.network = Network(sizes, acts, self.l2, self.backend, self.dtype)
-        rng = np.random.default_rng(seed)
         params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
         # the training state; validation_split's permutation has a seed of its own
         self.state = TrainingState(self.backend, params, rng, int(rng.integers(2**63)))
@@ -106,14 +119,23 @@ class MLP:
         """Replace every (W, b) in place. Rejects (ValueError) a list of the wrong length, any
         shape that differs from the layer sizes, non-numeric values, NaN, Inf or values too
         large for the model dtype, leaving the model unchanged."""
-        weights = list(weights)
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights must be a list of (W, b) pairs, got "
+                            f"{type(weights).__name__}") from None
         if len(weights) != self.n_layers:
             raise ValueError(f"set_weights needs {self.n_layers} (W, b) pairs, got "
                              f"{len(weights)}")
         flat = []
         for l, pair in enumerate(weights):
-            if len(pair) != 2:
-                raise ValueError(f"layer {l + 1}: expected a (W, b) pair")
+            try:
+                is_pair = len(pair) == 2
+            except TypeError:
+                is_pair = False
+            if not is_pair:
+                raise ValueError(f"weights[{l}] (layer {l + 1}): expected a (W, b) pair, got "
+                                 f"{type(pair).__name__}")
             for arr, want, what in ((pair[0], self.state.params[2 * l].shape, "W"),
                                     (pair[1], self.state.params[2 * l + 1].shape, "b")):
                 a = host_array(arr, f"layer {l + 1} {what}")
@@ -254,9 +276,10 @@ class MLP:
         outside the classes of an earlier fit, epochs < 1, batch_size < 1, lr <= 0, unknown
         optimizer, schedule or metric names, a validation_split outside [0, 1), both kinds of
         validation, early stopping on validation without validation data, accuracy for a
-        regressor, a checkpoint of another architecture or already at `epochs`. If the loss
-        becomes NaN or Inf, raises DivergenceError and keeps the weights of the last epoch
-        whose loss was finite.
+        regressor, a checkpoint of another architecture or already at `epochs`, a shuffle that
+        is not a bool (or NumPy bool), a checkpoint or resume_from that is not a path. If the
+        loss becomes NaN or Inf, raises DivergenceError and keeps the weights of the last
+        epoch whose loss was finite.
         """
         return training.fit(
             self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,

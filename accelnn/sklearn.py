@@ -226,6 +226,10 @@ class _BaseMLP(BaseEstimator):
         check_range("tol", self.tol, 0.0)
         check_range("validation_fraction", self.validation_fraction, 0.0, 1.0,
                     low_open=True, high_open=True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping", "verbose"):
+            value = getattr(self, name)  # verbose may also be a level, an integer >= 0
+            if not (isinstance(value, (bool, np.bool_)) or name == "verbose" and _is_int(value, 0)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
         for name in ("max_iter", "n_iter_no_change"):
             if not _is_int(getattr(self, name), 1):
                 raise ValueError(f"{name} must be an integer >= 1, got "

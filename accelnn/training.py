@@ -37,6 +37,26 @@ def _check_int(name: str, value, low: int, allow_none=False):
     return int(value)
 
 
+def _check_bool(name: str, value) -> bool:
+    """A real bool (or NumPy bool): a string such as "no" or a number is refused, not taken
+    for its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_path(name: str, value) -> str:
+    """A file path: a str or an os.PathLike giving one."""
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got "
+                        f"{type(value).__name__} {value!r}")
+    return path
+
+
 class Data:
     """Rows to train or evaluate on. Device-resident normally; for a memory-mapped X
     (np.memmap) trained in mini-batches, X stays on the host and each batch is read from the
@@ -205,13 +225,22 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     metrics = tuple(metrics)
     if any(name != "accuracy" for name in metrics):
         raise ValueError(f"unknown metrics {metrics!r}; the one metric is 'accuracy'")
-    stopper = EarlyStopping() if early_stopping is True else (early_stopping or None)
-    if stopper is not None and not isinstance(stopper, EarlyStopping):
-        raise TypeError("early_stopping must be True, False or an EarlyStopping")
+    shuffle = _check_bool("shuffle", shuffle)
+    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
+        stopper = early_stopping
+    elif isinstance(early_stopping, (bool, np.bool_)):
+        stopper = EarlyStopping() if early_stopping else None
+    else:
+        raise TypeError(f"early_stopping must be True, False or an EarlyStopping, got "
+                        f"{early_stopping!r}")
     if stopper is not None and stopper.monitor.startswith("val_") and not (
             validation_data is not None or validation_split):
         raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
                          f"validation_split")
+    if checkpoint is not None:
+        checkpoint = _check_path("checkpoint", checkpoint)
+    if resume_from is not None:
+        resume_from = _check_path("resume_from", resume_from)
     schedule = get_schedule(lr_schedule)
     cbs = [as_callback(cb) for cb in callbacks]
     if lr is not None:
@@ -267,7 +296,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         raise ValueError(f"validation_split={validation_split} holds out {n_val} of "
                          f"{Xd.shape[0]} rows, leaving none to train on")
     if checkpoint is not None:
-        target = os.fspath(checkpoint)
+        target = checkpoint
         folder = os.path.dirname(os.path.abspath(target))
         if os.path.isdir(target) or target.endswith(os.sep):
             raise ValueError(f"checkpoint {target!r} is a folder; give a file name")

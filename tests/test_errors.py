@@ -314,3 +314,47 @@ def test_targets_beyond_the_model_dtype_are_refused_up_front():
         wide.fit(X, Y)
     accelnn.MLP([3, 1], output="identity", dtype="float64", backend="numpy").loss(X, big)
 
+
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda m: accelnn.MLP([3, 1], seed=-1), ValueError,
+     r"seed must be None, an integer >= 0, a sequence of them, .* got -1"),
+    (lambda m: accelnn.MLP([3, 1], seed=True), TypeError, "seed must be None, .* got True"),
+    (lambda m: accelnn.MLP([3, 1], seed=1.5), TypeError, "seed must be None, .* got 1.5"),
+    (lambda m: m.set_weights(None), TypeError,
+     r"weights must be a list of \(W, b\) pairs, got NoneType"),
+    (lambda m: m.set_weights([1, 2]), ValueError,
+     r"weights\[0\] \(layer 1\): expected a \(W, b\) pair, got int"),
+])
+def test_arguments_are_named(fitted, make, exc, message):
+    model, _, _ = fitted
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        make(model)
+    _assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"checkpoint": 123}, TypeError, r"checkpoint must be a file path \(str or os.PathLike\), "
+                                     r"got int 123"),
+    ({"checkpoint": b"/tmp/m.npz"}, TypeError, "checkpoint must be a file path"),
+    ({"resume_from": 123}, TypeError, "resume_from must be a file path"),
+    ({"shuffle": "no"}, TypeError, "shuffle must be True or False, got 'no'"),
+    ({"shuffle": 0}, TypeError, "shuffle must be True or False, got 0"),
+    ({"early_stopping": "yes"}, TypeError,
+     "early_stopping must be True, False or an EarlyStopping, got 'yes'"),
+])
+def test_fit_names_arguments_of_the_wrong_type(fitted, kwargs, exc, message):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        model.fit(X, y, batch_size=4, **kwargs)
+    _assert_unchanged(model, snap)
+
+
+def test_numpy_bools_are_bools():
+    X, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
+    model = accelnn.MLP([3, 1], seed=0, backend="numpy")
+    model.fit(X, y, batch_size=4, shuffle=np.False_, early_stopping=np.bool_(False))
+    model.fit(X, y, early_stopping=np.True_, validation_split=0.2)
+    with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
+        accelnn.EarlyStopping(restore_best_weights="no")
