@@ -44,7 +44,7 @@ from accelnn.npzfile import Archive, Declared, Unreadable
 from accelnn.optimizers import OPTIMIZERS, check_lr, check_range
 from accelnn.schedules import SCHEDULES
 from accelnn.state import SavedState
-from accelnn.targets import check_classes, restored_labels, stored_labels
+from accelnn.targets import check_classes, n_classes, restored_labels, stored_labels
 
 FORMAT = "accelnn-mlp"
 FORMAT_VERSION = 1
@@ -270,7 +270,7 @@ def _run(header: dict) -> dict | None:
     return {"schedule": name, "schedule_state": state, "lr": check_lr(run["lr"])}
 
 
-def _classes_declared(header: dict, archive: Archive, n_out: int):
+def _classes_declared(header: dict, archive: Archive, n_out: int, head: str | None):
     """(Declared, was_object) for the classes member, or (None, False) without classes."""
     has = "classes" in archive
     if "classes_dtype" in header and not has:
@@ -281,10 +281,11 @@ def _classes_declared(header: dict, archive: Archive, n_out: int):
     was_object = header.get("classes_object", False)
     if not isinstance(was_object, bool):
         raise ValueError(f"classes_object must be true or false, got {_show(was_object)}")
-    most = max(n_out, 2)
-    if len(d.shape) != 1 or not 1 <= d.shape[0] <= most:
-        raise ValueError(f"classes must be at most {most} distinct labels for {n_out} output "
-                         f"units, got an array of shape {d.shape}")
+    need = n_classes(n_out, head)
+    if d.shape != (need,):
+        raise ValueError(f"classes must be {need} distinct labels, one per decision of {n_out} "
+                         f"output unit{'s' if n_out > 1 else ''}, got an array of shape "
+                         f"{d.shape}")
     if d.dtype.kind not in "biufUS":
         raise ValueError(f"classes: dtype {d.dtype} is not one of labels (numbers, str, bytes)")
     if "classes_dtype" in header:  # bounds what the labels may take
@@ -329,7 +330,8 @@ def _record(header: dict, archive: Archive) -> ModelFile:
         if d.dtype.kind not in "biuf":
             raise ValueError(f"{what}: dtype {d.dtype} is not numeric")
         declared.append((d, what))
-    classes_d, was_object = _classes_declared(header, archive, sizes[-1])
+    head = None if config["output"] == "auto" else get_head(config["output"]).name
+    classes_d, was_object = _classes_declared(header, archive, sizes[-1], head)
     # 3. the data, each array checked as it is read
     arrays = [_values(archive, d, what, dtype) for d, what in declared]
     params, opt_arrays = arrays[:len(shapes)], {}
@@ -343,7 +345,7 @@ def _record(header: dict, archive: Archive) -> ModelFile:
     classes = None
     if classes_d is not None:
         classes = check_classes(restored_labels(archive.read(classes_d), was_object),
-                                sizes[-1])
+                                sizes[-1], head)
     state = SavedState(params, opt, opt_arrays, opt_scalars, rng_state, split_seed, epoch,
                        samples_seen, run)
     return ModelFile(config, classes, state)

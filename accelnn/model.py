@@ -75,7 +75,8 @@ class MLP:
         self.activations = acts
         self.head: Head | None = head
         self.l2 = float(l2)
-        self.classes_ = None if classes is None else check_classes(classes, sizes[-1])
+        self.classes_ = None if classes is None else check_classes(
+            classes, sizes[-1], None if head is None else head.name)
         self.network = Network(sizes, acts, self.l2, self.backend, self.dtype)
         params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
         # the training state; validation_split's permutation has a seed of its own

@@ -105,16 +105,22 @@ def check_labels(y: np.ndarray, name: str = "y") -> None:
                              f"bytes")
 
 
-def check_classes(classes, n_out: int) -> np.ndarray:
-    """`classes` as a sorted 1-D array of distinct labels, at most as many as `n_out` output
-    units hold (two for a single unit), of a kind that check_labels accepts; ValueError
-    (TypeError for unsupported types) otherwise."""
+def n_classes(n_out: int, head_name: str | None = None) -> int:
+    """How many classes an output of n_out units decides between: one per unit, two for a
+    single unit (its 0/1 target) unless it is a softmax ("auto": None)."""
+    return n_out if head_name == "softmax" else max(n_out, 2)
+
+
+def check_classes(classes, n_out: int, head_name: str | None = None) -> np.ndarray:
+    """`classes` as a sorted 1-D array of distinct labels, exactly as many as the output of
+    n_out units decides between (`n_classes`: every decision has its label), of a kind that
+    check_labels accepts; ValueError (TypeError for unsupported types) otherwise."""
     arr = np.asarray(classes)
     check_labels(arr, "classes")
-    most = max(n_out, 2)
-    if arr.ndim != 1 or not 1 <= len(arr) <= most or len(np.unique(arr)) != len(arr):
-        raise ValueError(f"classes must be at most {most} distinct labels for {n_out} output "
-                         f"units, got {arr.tolist()!r}")
+    need = n_classes(n_out, head_name)
+    if arr.ndim != 1 or len(arr) != need or len(np.unique(arr)) != len(arr):
+        raise ValueError(f"classes must be {need} distinct labels, one per decision of "
+                         f"{n_out} output unit{'s' if n_out > 1 else ''}, got {arr.tolist()!r}")
     return np.sort(arr)
 
 
@@ -206,15 +212,21 @@ def encode_targets(y, m: int, n_out: int, head: Head | None, classes, dtype=None
 def encode_labels(y: np.ndarray, n_out: int, head: Head, classes):
     """(classes, Y) for 1-D labels: one-hot rows for softmax, a 0/1 column for one sigmoid
     unit. `classes` None takes 0..n-1 for integer labels in that range, else np.unique(y)."""
-    n_classes = 2 if head.name == "sigmoid" else n_out
+    need = n_classes(n_out, head.name)
     if classes is None:
-        if y.dtype.kind in "biuf" and integral(y) and y.min() >= 0 and y.max() < n_classes:
-            classes = np.arange(n_classes)
+        if y.dtype.kind in "biuf" and integral(y) and y.min() >= 0 and y.max() < need:
+            classes = np.arange(need)
         else:
             classes = np.unique(y)
-            if len(classes) > n_classes:
+            if len(classes) > need:
                 raise ValueError(f"y has {len(classes)} classes, but a {head.name} output "
-                                 f"with {n_out} units holds {n_classes}")
+                                 f"with {n_out} units holds {need}")
+            if len(classes) < need:  # an output unit would have no label to predict
+                raise ValueError(f"y has {len(classes)} class{'es' if len(classes) > 1 else ''}"
+                                 f" {classes[:10].tolist()}, but a {head.name} output with "
+                                 f"{n_out} unit{'s' if n_out > 1 else ''} decides between "
+                                 f"{need}: name them all with MLP(..., classes=[...]) (or use "
+                                 f"an output layer that fits the labels)")
     idx = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
     unknown = classes[idx] != y
     if unknown.any():

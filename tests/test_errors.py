@@ -115,9 +115,13 @@ def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     ({"backend": "bogus"}, accelnn.BackendError, "unknown backend 'bogus'"),
     ({"classes": ["a", "b"], "layer_sizes": [3, 1]}, None, None),
     ({"classes": ["a", "b", "c"], "layer_sizes": [3, 1]}, ValueError,
-     "classes must be at most 2 distinct labels for 1 output units"),
-    ({"classes": ["a", "a"]}, ValueError, "classes must be at most 2 distinct labels"),
-    ({"classes": [[0, 1]]}, ValueError, "classes must be at most 2 distinct labels"),
+     "classes must be 2 distinct labels, one per decision of 1 output unit, got"),
+    ({"classes": ["a", "a"]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": [[0, 1]]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": ["a"]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": ["a", "b"], "layer_sizes": [3, 3]}, ValueError,
+     r"classes must be 3 distinct labels, one per decision of 3 output units, got \['a', 'b'\]"),
+    ({"classes": ["a"], "layer_sizes": [3, 1], "output": "softmax"}, None, None),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, exc, message):
     args = {"layer_sizes": [3, 4, 1], **kwargs}
@@ -358,3 +362,20 @@ def test_numpy_bools_are_bools():
     model.fit(X, y, early_stopping=np.True_, validation_split=0.2)
     with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
         accelnn.EarlyStopping(restore_best_weights="no")
+
+
+def test_every_output_unit_needs_a_class():
+    """Labels that leave an output unit without a class are refused (predict could choose
+    that unit and have no label to give); classes=[...] names them all."""
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    with pytest.raises(ValueError, match=r"y has 2 classes \['a', 'b'\], but a softmax output "
+                                         r"with 3 units decides between 3: name them all"):
+        accelnn.MLP([2, 3], backend="numpy").fit(X, ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match=r"y has 1 class \['a'\], but a sigmoid output with 1 "
+                                         r"unit decides between 2"):
+        accelnn.MLP([2, 1], backend="numpy").fit(X, ["a"] * 4)
+    model = accelnn.MLP([2, 3], seed=0, backend="numpy", classes=["a", "b", "c"])
+    model.fit(X, ["a", "b", "a", "b"])
+    model.set_weights([(np.zeros((2, 3)), np.array([0.0, 0.0, 5.0]))])
+    assert model.predict(X).tolist() == ["c"] * 4
+    accelnn.MLP([2, 3], backend="numpy").fit(X, [0, 1, 0, 1])  # 0..n-1 keep their meaning

@@ -75,8 +75,11 @@ def _rewrite(path, **changes):
     ({"header": None}, "no header"),
     ({"header_epoch": -1}, r"epoch must be an integer in \[0, 2\*\*62\), got -1"),
     ({"header_epoch": 1.5}, r"epoch must be an integer in \[0, 2\*\*62\), got 1.5"),
-    ({"classes": np.array(["a", "b", "c"])}, "classes must be at most 2 distinct labels"),
-    ({"classes": np.array(["a", "a"])}, "classes must be at most 2 distinct labels"),
+    ({"classes": np.array(["a", "b", "c"])}, r"classes must be 2 distinct labels, one per "
+                                             r"decision of 1 output unit, got an array of "
+                                             r"shape \(3,\)"),
+    ({"classes": np.array(["a"])}, "classes must be 2 distinct labels"),
+    ({"classes": np.array(["a", "a"])}, "classes must be 2 distinct labels"),
 ])
 def test_tampered_files_are_rejected(tmp_path, trained, change, message):
     model, _ = trained
