@@ -212,7 +212,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     they would see this process's rows only."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
-    if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
+    if not (isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
+            and 0.0 <= validation_split < 1.0):
         raise ValueError(f"validation_split must be a number in [0, 1), got "
                          f"{validation_split!r}")
     if validation_split and validation_data is not None:

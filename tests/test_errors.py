@@ -362,6 +362,14 @@ def test_numpy_bools_are_bools():
     model.fit(X, y, early_stopping=np.True_, validation_split=0.2)
     with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
         accelnn.EarlyStopping(restore_best_weights="no")
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got True"):
+        accelnn.EarlyStopping(patience=True)
+    with pytest.raises(ValueError, match="min_delta must be a number >= 0, got False"):
+        accelnn.EarlyStopping(min_delta=False)
+    assert accelnn.EarlyStopping(patience=np.int64(3)).patience == 3
+    with pytest.raises(ValueError, match=r"validation_split must be a number in \[0, 1\), got "
+                                         r"False"):
+        model.fit(X, y, validation_split=False)
 
 
 def test_every_output_unit_needs_a_class():
