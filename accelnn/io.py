@@ -178,7 +178,7 @@ def _typed(header: dict, key: str, types, what: str):
     """header[key] when it is one of `types` (never a bool unless bool is asked for)."""
     if key not in header:
         raise ValueError(f"the header has no {key!r}")
-    value = header[key]
+    value, types = header[key], types if isinstance(types, tuple) else (types,)
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         raise ValueError(f"{key} must be {what}, got {_show(value)}")
     return value
