@@ -85,7 +85,7 @@ def _as_array(x, name: str) -> np.ndarray:
         raise TypeError(f"{name} could not be read as an array: {exc}") from exc
 
 
-def _check_objects(a: np.ndarray, name: str) -> None:
+def check_missing(a: np.ndarray, name: str) -> None:
     """An object array holding a missing value (None, NaN, pandas' NA) is a ValueError naming
     its position; the first one is reported."""
     if a.dtype.kind != "O" or a.size == 0:
@@ -110,14 +110,14 @@ def host_array(x, name: str) -> np.ndarray:
         return np.from_dlpack(x)
     else:
         a = _as_array(x, name)
-    _check_objects(a, name)
+    check_missing(a, name)
     return a
 
 
 def _check_layout(X, n_features: int) -> None:
     if _dtype_kind(X) not in "biuf":
         if _dtype_kind(X) == "O":
-            _check_objects(X, "X")
+            check_missing(X, "X")
             at = next((i for i, v in np.ndenumerate(X)
                        if not isinstance(v, (bool, int, float, np.bool_, np.integer,
                                              np.floating))), None)

@@ -20,6 +20,8 @@ import inspect
 import sys
 from collections.abc import Iterator, Mapping
 
+import numpy as np
+
 from accelnn.metrics import HIGHER_IS_BETTER, METRICS
 
 MONITORS = ("loss", *METRICS)
@@ -99,12 +101,17 @@ class EarlyStopping:
         if monitor.removeprefix("val_") not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; choose one of: "
                              f"{', '.join(MONITORS)}, or one of them with 'val_'")
-        if not (isinstance(patience, int) and patience >= 1):
+        if not (isinstance(patience, (int, np.integer)) and not isinstance(patience, bool)
+                and patience >= 1):
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
-        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+        if not (isinstance(min_delta, (int, float, np.integer, np.floating))
+                and not isinstance(min_delta, bool) and min_delta >= 0):
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.restore_best_weights = restore_best_weights
+        if not isinstance(restore_best_weights, (bool, np.bool_)):
+            raise TypeError(f"restore_best_weights must be True or False, got "
+                            f"{restore_best_weights!r}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.restore_best_weights = bool(restore_best_weights)
         # lower is better after the sign
         self.sign = -1.0 if monitor.removeprefix("val_") in HIGHER_IS_BETTER else 1.0
 

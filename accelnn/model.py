@@ -24,6 +24,18 @@ from accelnn.targets import check_classes, encode_targets
 from accelnn.weighting import check_sample_weight, unless_uniform
 
 
+def _seeded_rng(seed) -> np.random.Generator:
+    """numpy.random.default_rng(seed), with errors that name `seed` (booleans refused)."""
+    accepted = ("None, an integer >= 0, a sequence of them, a numpy SeedSequence, "
+                "BitGenerator or Generator")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be {accepted}, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be {accepted}, got {seed!r}") from exc
+
+
 class MLP:
     """A fully connected network, `layer_sizes = [n_inputs, hidden..., n_outputs]`.
 
@@ -51,9 +63,10 @@ class MLP:
     computes. Training (`fit`, `step_function`'s steps), `set_weights` and `save` are for one
     thread at a time: a second concurrent `fit` raises RuntimeError.
 
-    Raises ValueError/TypeError for bad sizes, names, l2, dtype or classes (not 1-D, repeated,
-    or more than the output units hold), and BackendError for a backend that is unknown or
-    cannot run here.
+    Raises ValueError/TypeError for bad sizes, names, l2, dtype, seed (what
+    numpy.random.default_rng takes, booleans refused) or classes (not 1-D, repeated, more
+    than the output units hold, or not labels of one kind: see accelnn.targets), and
+    BackendError for a backend that is unknown or cannot run here.
     """
 
     def __init__(self, layer_sizes: Sequence[int], hidden_activation="relu", output="auto", *,
@@ -63,15 +76,16 @@ class MLP:
         acts = hidden_activations(hidden_activation, len(sizes) - 2)
         head = None if output == "auto" else get_head(output)
         l2 = check_range("l2", l2, 0.0)
+        rng = _seeded_rng(seed)
         self.dtype = resolve_dtype(dtype)
         self.backend = get_backend(backend)
         self.layer_sizes = sizes
         self.activations = acts
         self.head: Head | None = head
         self.l2 = float(l2)
-        self.classes_ = None if classes is None else check_classes(classes, sizes[-1])
+        self.classes_ = None if classes is None else check_classes(
+            classes, sizes[-1], None if head is None else head.name)
         self.network = Network(sizes, acts, self.l2, self.backend, self.dtype)
-        rng = np.random.default_rng(seed)
         params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
         # the training state; validation_split's permutation has a seed of its own
         self.state = TrainingState(self.backend, params, rng, int(rng.integers(2**63)))
@@ -114,14 +128,23 @@ class MLP:
         """Replace every (W, b) in place. Rejects (ValueError) a list of the wrong length, any
         shape that differs from the layer sizes, non-numeric values, NaN, Inf or values too
         large for the model dtype, leaving the model unchanged."""
-        weights = list(weights)
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights must be a list of (W, b) pairs, got "
+                            f"{type(weights).__name__}") from None
         if len(weights) != self.n_layers:
             raise ValueError(f"set_weights needs {self.n_layers} (W, b) pairs, got "
                              f"{len(weights)}")
         flat = []
         for l, pair in enumerate(weights):
-            if len(pair) != 2:
-                raise ValueError(f"layer {l + 1}: expected a (W, b) pair")
+            try:
+                is_pair = len(pair) == 2
+            except TypeError:
+                is_pair = False
+            if not is_pair:
+                raise ValueError(f"weights[{l}] (layer {l + 1}): expected a (W, b) pair, got "
+                                 f"{type(pair).__name__}")
             for arr, want, what in ((pair[0], self.state.params[2 * l].shape, "W"),
                                     (pair[1], self.state.params[2 * l + 1].shape, "b")):
                 a = host_array(arr, f"layer {l + 1} {what}")
@@ -154,7 +177,8 @@ class MLP:
         Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, self.layer_sizes[-1], head or self.head,
-                                          self.classes_ if classes is None else classes)
+                                          self.classes_ if classes is None else classes,
+                                          self.dtype)
         return Xd, self.backend.asarray(Y[lo:lo + Xd.shape[0]], self.dtype), head, classes
 
     # ------------------------------------------------------------------ inference
@@ -319,9 +343,9 @@ class MLP:
         log_loss for a regressor, a checkpoint of another architecture or already at
         `epochs`, sample weights that are not one number >= 0 per row (or all zero), a
         class_weight for a regressor or multi-label targets or naming a label that is not a
-        class, and what L-BFGS does not take. If the loss
-        becomes NaN or Inf, raises DivergenceError and keeps the weights of the last epoch
-        whose loss was finite.
+        class, what L-BFGS does not take, a shuffle that is not a bool (or NumPy bool), a
+        checkpoint or resume_from that is not a path. If the loss becomes NaN or Inf, raises
+        DivergenceError and keeps the weights of the last epoch whose loss was finite.
         """
         return training.fit(
             self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,

@@ -49,8 +49,17 @@ class Schedule:
         return {}
 
     def load_state(self, state: dict) -> None:
-        """Take over `state()` of a run (from a checkpoint: untrusted). Raises ValueError
-        (or KeyError for a missing entry) before changing anything when it is malformed."""
+        """Take over `state()` of a run (from a checkpoint: untrusted); ValueError from
+        `check_state`, before anything changes, when it is malformed."""
+        self.check_state(state)
+
+    def check_state(self, state) -> dict:
+        """`state` (read from a file) checked: a dict with exactly the keys `state()` gives,
+        each a valid value; ValueError otherwise. It can then be given to `load_state`."""
+        if not isinstance(state, dict) or set(state) != set(self.state()):
+            raise ValueError(f"the {self.name} schedule's state must be a dict with the keys "
+                             f"{sorted(self.state())}, got {state!r}")
+        return dict(state)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -101,7 +110,12 @@ class Cosine(Schedule):
         return {"t_max": self._t_max}  # a resumed run keeps annealing over the first run's
 
     def load_state(self, state):
-        self._t_max = _positive("t_max", state["t_max"], integer=True)
+        self._t_max = self.check_state(state)["t_max"]
+
+    def check_state(self, state):
+        state = super().check_state(state)
+        _positive("t_max", state["t_max"], integer=True)
+        return state
 
 
 class InvScaling(Schedule):
@@ -143,12 +157,18 @@ class Adaptive(Schedule):
         return {"scale": self._scale, "best": self._best, "bad": self._bad}
 
     def load_state(self, state):
-        scale = _positive("scale", state["scale"])
-        best = state["best"]
-        if best != math.inf:
-            best = _positive("best", best, allow_zero=True)
-        bad = _positive("bad", state["bad"], integer=True, allow_zero=True)
-        self._scale, self._best, self._bad = scale, best, bad
+        state = self.check_state(state)
+        self._scale, self._best, self._bad = state["scale"], state["best"], state["bad"]
+
+    def check_state(self, state):
+        state = super().check_state(state)
+        _positive("scale", state["scale"])
+        _positive("bad", state["bad"], integer=True, allow_zero=True)
+        best = state["best"]  # inf until the first epoch has ended
+        if not (isinstance(best, (int, float)) and not isinstance(best, bool)
+                and not math.isnan(best) and best != -math.inf):
+            raise ValueError(f"best must be a number or inf, got {best!r}")
+        return state
 
 
 SCHEDULES = {s.name: s for s in (Schedule, StepDecay, Exponential, Cosine, InvScaling, Adaptive)}

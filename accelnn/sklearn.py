@@ -80,6 +80,7 @@ from accelnn.sklearn_support import (
     new_record,
     training_plan,
 )
+from accelnn.targets import check_labels
 from accelnn.weighting import check_class_weight, check_sample_weight
 
 
@@ -328,13 +329,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self.class_weight
 
     def _validate_xy(self, X, y, fresh: bool, classes=None):
-        """Rejects targets that are continuous or multiclass-multioutput, a single class,
-        partial_fit with other classes than its first call's, and a switch between labels and
-        a multi-label matrix when training on. (Labels outside classes_ are MLP.fit's to
-        reject.)"""
+        """Rejects missing or mixed labels, continuous or multiclass-multioutput targets, a
+        single class, partial_fit with other classes than its first call's, and a switch between
+        labels and a multi-label matrix when training on (labels outside classes_: MLP.fit)."""
         X, y, attrs = self._check_data(X, y, fresh)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        check_labels(y)  # a missing label (None, NaN) or mixed kinds, named with its index
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind == "multiclass-multioutput":
@@ -356,8 +357,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"classes={classes!r} differs from classes_ of the first "
                                  f"call, {self.classes_!r}")
             if multilabel != self._multilabel:
-                raise ValueError("y switches between labels and a multi-label indicator "
-                                 "matrix")
+                raise ValueError("y switches between labels and a multi-label indicator matrix")
             labels = self.classes_
         n = len(labels)
         output = (n, "sigmoid") if multilabel else (1, "sigmoid") if n == 2 else (n, "softmax")

@@ -84,6 +84,10 @@ def training_plan(est, t0: int):
     check_range("tol", est.tol, 0.0)
     check_range("validation_fraction", est.validation_fraction, 0.0, 1.0,
                 low_open=True, high_open=True)
+    for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping", "verbose"):
+        value = getattr(est, name)  # verbose may also be a level, an integer >= 0
+        if not (isinstance(value, (bool, np.bool_)) or name == "verbose" and is_int(value, 0)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     for name in ("max_iter", "n_iter_no_change", "max_fun"):
         if not is_int(getattr(est, name), 1):
             raise ValueError(f"{name} must be an integer >= 1, got {getattr(est, name)!r}")

@@ -41,6 +41,26 @@ def _check_int(name: str, value, low: int, allow_none=False):
     return int(value)
 
 
+def _check_bool(name: str, value) -> bool:
+    """A real bool (or NumPy bool): a string such as "no" or a number is refused, not taken
+    for its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_path(name: str, value) -> str:
+    """A file path: a str or an os.PathLike giving one."""
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got "
+                        f"{type(value).__name__} {value!r}")
+    return path
+
+
 def step_function(network, state, head, reducer=None):
     """One training step of `network` on `state`, step(X, Y, lr, w=None, w_sum=None) -> loss
     (0-d backend array, before the update): the backend's compiled path when it has one for
@@ -137,7 +157,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     they would see this process's rows only; so is L-BFGS."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
-    if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
+    if not (isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
+            and 0.0 <= validation_split < 1.0):
         raise ValueError(f"validation_split must be a number in [0, 1), got "
                          f"{validation_split!r}")
     if validation_split and validation_data is not None:
@@ -146,13 +167,22 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     metrics = check_metrics(metrics)
-    stopper = EarlyStopping() if early_stopping is True else (early_stopping or None)
-    if stopper is not None and not isinstance(stopper, EarlyStopping):
-        raise TypeError("early_stopping must be True, False or an EarlyStopping")
+    shuffle = _check_bool("shuffle", shuffle)
+    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
+        stopper = early_stopping
+    elif isinstance(early_stopping, (bool, np.bool_)):
+        stopper = EarlyStopping() if early_stopping else None
+    else:
+        raise TypeError(f"early_stopping must be True, False or an EarlyStopping, got "
+                        f"{early_stopping!r}")
     if stopper is not None and stopper.monitor.startswith("val_") and not (
             validation_data is not None or validation_split):
         raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
                          f"validation_split")
+    if checkpoint is not None:
+        checkpoint = _check_path("checkpoint", checkpoint)
+    if resume_from is not None:
+        resume_from = _check_path("resume_from", resume_from)
     schedule = get_schedule(lr_schedule)
     cbs = CallbackList(callbacks)
     check_class_weight(class_weight)
@@ -196,7 +226,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
         Xd = check_host_X(X, model.layer_sizes[0], model.dtype)
         lo, m = part or (0, Xd.shape[0])
         head, classes, Y = encode_targets(y, m, model.layer_sizes[-1], known_head,
-                                          known_classes)
+                                          known_classes, model.dtype)
         Yd = model.backend.asarray(Y[lo:lo + Xd.shape[0]], model.dtype)
     else:
         Xd, Yd, head, classes = model.encode(X, y, head=known_head, classes=known_classes,
@@ -207,7 +237,11 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
                        classes)
     val = None
     if validation_data is not None:
-        Xv, Yv = model.encode(*validation_data[:2], head=head, classes=classes)[:2]
+        try:
+            Xv, Yv = model.encode(*validation_data[:2], head=head, classes=classes)[:2]
+        except (TypeError, ValueError) as exc:
+            kind = ValueError if isinstance(exc, ValueError) else TypeError
+            raise kind(f"validation_data: {exc}") from exc
         wv = check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,
                                  Xv.shape[0], "validation_data's sample_weight")
         val = Data(model, Xv, Yv, weights=unless_uniform(wv))
@@ -226,7 +260,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
                              f"{'held out' if weights[keep].sum() > 0 else 'left to train on'}"
                              f" all have weight zero")
     if checkpoint is not None:
-        target = os.fspath(checkpoint)
+        target = checkpoint
         folder = os.path.dirname(os.path.abspath(target))
         if os.path.isdir(target) or target.endswith(os.sep):
             raise ValueError(f"checkpoint {target!r} is a folder; give a file name")

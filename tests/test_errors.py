@@ -122,9 +122,13 @@ def test_fit_rejects_bad_hyper_parameters(fitted, kwargs, message):
     ({"backend": "bogus"}, accelnn.BackendError, "unknown backend 'bogus'"),
     ({"classes": ["a", "b"], "layer_sizes": [3, 1]}, None, None),
     ({"classes": ["a", "b", "c"], "layer_sizes": [3, 1]}, ValueError,
-     "classes must be at most 2 distinct labels for 1 output units"),
-    ({"classes": ["a", "a"]}, ValueError, "classes must be at most 2 distinct labels"),
-    ({"classes": [[0, 1]]}, ValueError, "classes must be at most 2 distinct labels"),
+     "classes must be 2 distinct labels, one per decision of 1 output unit, got"),
+    ({"classes": ["a", "a"]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": [[0, 1]]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": ["a"]}, ValueError, "classes must be 2 distinct labels"),
+    ({"classes": ["a", "b"], "layer_sizes": [3, 3]}, ValueError,
+     r"classes must be 3 distinct labels, one per decision of 3 output units, got \['a', 'b'\]"),
+    ({"classes": ["a"], "layer_sizes": [3, 1], "output": "softmax"}, None, None),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, exc, message):
     args = {"layer_sizes": [3, 4, 1], **kwargs}
@@ -238,3 +242,155 @@ def test_queries_do_not_fix_an_auto_output():
     assert model.head is None and model.classes_ is None
     model.fit(X, rng.integers(0, 2, 8))
     assert model.head.name == "sigmoid"
+
+
+@pytest.mark.parametrize("labels, exc, message", [
+    (["a", "b", None, "a"], ValueError, r"y has a missing value \(None\) at row 2; give "
+                                        r"every sample a value"),
+    (["a", "b", np.nan, "a"], ValueError, r"y has a missing value \(nan\) at row 2"),
+    ([None] * 4, ValueError, r"y has a missing value \(None\) at row 0"),
+    ([1, 2, "a", 1], ValueError, r"y mixes kinds of labels: int 1 at index 0, str 'a' at "
+                                 r"index 2; labels must be all numbers, all text \(str\) or "
+                                 r"all bytes"),
+    (["x", b"x", "y", "x"], ValueError, r"y mixes kinds of labels: str 'x' at index 0, bytes "
+                                        r"b'x' at index 1"),
+    ([1.0, np.inf, 1.0, 2.0], ValueError, r"y contains NaN or Inf \(inf at index 1\)"),
+    ([2**70, 1, 1, 2**70], ValueError, "y has integer labels beyond the 64-bit range"),
+    ([1, 2, 1, (2, 3)], TypeError, r"y holds a label of type tuple \(\(2, 3\)\) at index 3; "
+                                   r"labels must be numbers"),
+])
+def test_missing_mixed_and_unsupported_labels_are_named(fitted, labels, exc, message):
+    model, X, _ = fitted
+    y = np.empty(4, dtype=object)
+    y[:] = labels
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        model.fit(X[:4], y)
+    with pytest.raises(exc, match=message):
+        model.fit(X, np.arange(20) % 3, validation_data=(X[:4], y))
+    with pytest.raises(exc, match=message.replace("y ", "classes ", 1)):
+        accelnn.MLP([3, 4], classes=y, backend="numpy")
+    _assert_unchanged(model, snap)
+    fresh = accelnn.MLP([3, 4, 3], backend="numpy")
+    with pytest.raises(exc, match=message):
+        fresh.fit(X[:4], y)
+    assert fresh.head is None and fresh.classes_ is None
+
+
+def test_labels_of_other_dtypes_and_positions_in_2d_targets_are_named():
+    X = np.zeros((4, 2))
+    model = accelnn.MLP([2, 2], backend="numpy")
+    with pytest.raises(TypeError, match=r"y has dtype datetime64\[D\]; labels must be numbers"):
+        model.fit(X, np.array(["2020-01-01", "2020-01-02"] * 2, dtype="datetime64[D]"))
+    y = np.eye(2)[[0, 1, 0, 1]]
+    y[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"y contains NaN or Inf \(nan at row 2, column 1\)"):
+        model.fit(X, y)
+
+
+def test_validation_data_errors_say_so(fitted):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(ValueError, match=r"^validation_data: y has a missing value \(None\) "
+                                         r"at row 1"):
+        model.fit(X, y, validation_data=(X[:2], np.array([0, None], dtype=object)))
+    with pytest.raises(ValueError, match="^validation_data: X has 2 features"):
+        model.fit(X, y, validation_data=(X[:, :2], y))
+    _assert_unchanged(model, snap)
+
+
+def test_targets_beyond_the_model_dtype_are_refused_up_front():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    big = y.copy()
+    big[7] = 1e300
+    model = accelnn.MLP([3, 4, 1], "tanh", "identity", seed=0, dtype="float32",
+                        backend="numpy")
+    before = model.get_weights()
+    message = r"y has values too large for float32: 1e\+300 at index 7 \(the largest is "
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, big)
+    with pytest.raises(ValueError, match="validation_data: " + message):
+        model.fit(X, y, validation_data=(X, big))
+    for query in (model.loss, model.loss_and_grads, model.step_function):
+        with pytest.raises(ValueError, match=message):
+            query(X, big)
+    assert model.epoch_ == 0 and model.state.optimizer is None
+    assert all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())
+               for a, b in zip(pa, pb))
+    wide = accelnn.MLP([3, 2], output="identity", dtype="float32", backend="numpy")
+    Y = np.zeros((20, 2))
+    Y[3, 1] = -1e39
+    with pytest.raises(ValueError, match=r"-1e\+39 at row 3, column 1"):
+        wide.fit(X, Y)
+    accelnn.MLP([3, 1], output="identity", dtype="float64", backend="numpy").loss(X, big)
+
+
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda m: accelnn.MLP([3, 1], seed=-1), ValueError,
+     r"seed must be None, an integer >= 0, a sequence of them, .* got -1"),
+    (lambda m: accelnn.MLP([3, 1], seed=True), TypeError, "seed must be None, .* got True"),
+    (lambda m: accelnn.MLP([3, 1], seed=1.5), TypeError, "seed must be None, .* got 1.5"),
+    (lambda m: m.set_weights(None), TypeError,
+     r"weights must be a list of \(W, b\) pairs, got NoneType"),
+    (lambda m: m.set_weights([1, 2]), ValueError,
+     r"weights\[0\] \(layer 1\): expected a \(W, b\) pair, got int"),
+])
+def test_arguments_are_named(fitted, make, exc, message):
+    model, _, _ = fitted
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        make(model)
+    _assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"checkpoint": 123}, TypeError, r"checkpoint must be a file path \(str or os.PathLike\), "
+                                     r"got int 123"),
+    ({"checkpoint": b"/tmp/m.npz"}, TypeError, "checkpoint must be a file path"),
+    ({"resume_from": 123}, TypeError, "resume_from must be a file path"),
+    ({"shuffle": "no"}, TypeError, "shuffle must be True or False, got 'no'"),
+    ({"shuffle": 0}, TypeError, "shuffle must be True or False, got 0"),
+    ({"early_stopping": "yes"}, TypeError,
+     "early_stopping must be True, False or an EarlyStopping, got 'yes'"),
+])
+def test_fit_names_arguments_of_the_wrong_type(fitted, kwargs, exc, message):
+    model, X, y = fitted
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=message):
+        model.fit(X, y, batch_size=4, **kwargs)
+    _assert_unchanged(model, snap)
+
+
+def test_numpy_bools_are_bools():
+    X, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
+    model = accelnn.MLP([3, 1], seed=0, backend="numpy")
+    model.fit(X, y, batch_size=4, shuffle=np.False_, early_stopping=np.bool_(False))
+    model.fit(X, y, early_stopping=np.True_, validation_split=0.2)
+    with pytest.raises(TypeError, match="restore_best_weights must be True or False"):
+        accelnn.EarlyStopping(restore_best_weights="no")
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got True"):
+        accelnn.EarlyStopping(patience=True)
+    with pytest.raises(ValueError, match="min_delta must be a number >= 0, got False"):
+        accelnn.EarlyStopping(min_delta=False)
+    assert accelnn.EarlyStopping(patience=np.int64(3)).patience == 3
+    with pytest.raises(ValueError, match=r"validation_split must be a number in \[0, 1\), got "
+                                         r"False"):
+        model.fit(X, y, validation_split=False)
+
+
+def test_every_output_unit_needs_a_class():
+    """Labels that leave an output unit without a class are refused (predict could choose
+    that unit and have no label to give); classes=[...] names them all."""
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    with pytest.raises(ValueError, match=r"y has 2 classes \['a', 'b'\], but a softmax output "
+                                         r"with 3 units decides between 3: name them all"):
+        accelnn.MLP([2, 3], backend="numpy").fit(X, ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match=r"y has 1 class \['a'\], but a sigmoid output with 1 "
+                                         r"unit decides between 2"):
+        accelnn.MLP([2, 1], backend="numpy").fit(X, ["a"] * 4)
+    model = accelnn.MLP([2, 3], seed=0, backend="numpy", classes=["a", "b", "c"])
+    model.fit(X, ["a", "b", "a", "b"])
+    model.set_weights([(np.zeros((2, 3)), np.array([0.0, 0.0, 5.0]))])
+    assert model.predict(X).tolist() == ["c"] * 4
+    accelnn.MLP([2, 3], backend="numpy").fit(X, [0, 1, 0, 1])  # 0..n-1 keep their meaning

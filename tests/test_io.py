@@ -75,10 +75,13 @@ def _rewrite(path, **changes):
     ({"header_hidden_activations": ["swish"]}, "bad model file: ValueError: unknown activation"),
     ({"header_layer_sizes": None}, "bad model file"),
     ({"header": None}, "no header"),
-    ({"header_epoch": -1}, "epoch must be an integer >= 0"),
-    ({"header_epoch": 1.5}, "epoch must be an integer >= 0"),
-    ({"classes": np.array(["a", "b", "c"])}, "classes must be at most 2 distinct labels"),
-    ({"classes": np.array(["a", "a"])}, "classes must be at most 2 distinct labels"),
+    ({"header_epoch": -1}, r"epoch must be an integer in \[0, 2\*\*62\), got -1"),
+    ({"header_epoch": 1.5}, r"epoch must be an integer in \[0, 2\*\*62\), got 1.5"),
+    ({"classes": np.array(["a", "b", "c"])}, r"classes must be 2 distinct labels, one per "
+                                             r"decision of 1 output unit, got an array of "
+                                             r"shape \(3,\)"),
+    ({"classes": np.array(["a"])}, "classes must be 2 distinct labels"),
+    ({"classes": np.array(["a", "a"])}, "classes must be 2 distinct labels"),
 ])
 def test_tampered_files_are_rejected(tmp_path, trained, change, message):
     model, _ = trained
@@ -166,3 +169,50 @@ def test_a_crashed_save_leaves_nothing_the_next_save_keeps(tmp_path, trained, mo
     monkeypatch.undo()
     model.save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+LABELS = {
+    "int64": np.array([10, 20, 30]),
+    "uint8": np.array([1, 2, 3], dtype=np.uint8),
+    "float": np.array([0.5, 1.5, 2.5]),
+    "str": np.array(["cat", "dog", "emu"]),
+    "bytes": np.array([b"x", b"y", b"z"]),
+    "object int": np.array([10, 20, 30], dtype=object),
+    "object str": np.array(["cat", "dog", "emu"], dtype=object),
+    "object bytes": np.array([b"x", b"y", b"z"], dtype=object),
+    "object float": np.array([0.5, 1.5, 2.5], dtype=object),
+    "bool": np.array([False, True]),
+}
+
+
+@pytest.mark.parametrize("kind", list(LABELS))
+def test_labels_survive_a_save_exactly(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    labels = LABELS[kind]
+    X, y = rng.normal(size=(30, 2)), labels[rng.integers(0, len(labels), 30)]
+    model = accelnn.MLP([2, 4, len(labels) if len(labels) > 2 else 1], "tanh", seed=0,
+                        dtype="float64", backend="numpy")
+    model.fit(X, y, epochs=20, lr=0.5)
+    model.save(tmp_path / "m.npz")
+    loaded = accelnn.MLP.load(tmp_path / "m.npz", backend="numpy")
+    assert loaded.classes_.dtype == model.classes_.dtype
+    assert [type(c) for c in loaded.classes_] == [type(c) for c in model.classes_]
+    assert loaded.classes_.tolist() == model.classes_.tolist()
+    before, after = np.asarray(model.predict(X)), np.asarray(loaded.predict(X))
+    assert after.dtype == before.dtype and after.tolist() == before.tolist()
+    loaded.fit(X, y, epochs=1)  # its own labels are its classes
+
+
+def test_files_without_the_classes_dtype_still_load(tmp_path, trained):
+    """Files written before the header declared the classes' dtype (text labels as <U)."""
+    model, X = trained
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["header"]))
+    del header["classes_dtype"], header["classes_object"]
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "m.npz", **arrays)
+    loaded = accelnn.MLP.load(tmp_path / "m.npz")
+    assert loaded.classes_.tolist() == ["gap", "petal"]
+    assert np.array_equal(loaded.predict(X), model.predict(X))

@@ -258,6 +258,11 @@ def test_binary_multilabel_and_float32():
     ({"activation": "swish"}, "swish"),
     ({"dtype": "float16"}, "unsupported dtype"),
     ({"backend": "bogus"}, "unknown backend"),
+    ({"shuffle": "no"}, "shuffle must be True or False, got 'no'"),
+    ({"warm_start": "yes"}, "warm_start must be True or False, got 'yes'"),
+    ({"nesterovs_momentum": 1, "solver": "sgd"}, "nesterovs_momentum must be True or False"),
+    ({"early_stopping": "False"}, "early_stopping must be True or False, got 'False'"),
+    ({"verbose": -1}, "verbose must be True or False, got -1"),
 ])
 def test_bad_parameters_are_named(params, match):
     X, y = _blobs(20)
@@ -387,6 +392,19 @@ def test_bad_targets():
         MLPClassifier().fit(X, [[0, 2], [1, 0], [2, 1], [0, 0]])
     with pytest.raises(ValueError, match="NaN"):
         MLPRegressor().fit(X, [0.0, np.nan, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"y has a missing value \(None\) at row 2"):
+        MLPClassifier().fit(X, np.array(["a", "b", None, "a"], dtype=object))
+    with pytest.raises(ValueError, match=r"y has values too large for float32: 1e\+300 at "
+                                         r"index 1"):
+        MLPRegressor(dtype="float32").fit(X, [0.0, 1e300, 1.0, 2.0])
+
+
+@needs_sklearn
+def test_numpy_bools_and_verbosity_levels_are_accepted():
+    X, y = _blobs(40)
+    MLPClassifier((3,), max_iter=2, shuffle=np.False_, early_stopping=np.True_,
+                  nesterovs_momentum=np.True_, backend="numpy").fit(X, y)
+    MLPClassifier((3,), max_iter=1, verbose=0, backend="numpy").fit(X, y)
 
 
 def test_import_accelnn_leaves_sklearn_alone_and_says_what_is_missing():
