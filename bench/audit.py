@@ -1084,9 +1084,10 @@ def tally_inputs(records: list[dict], cases: list[Case] | None = None) -> Sectio
     counts: dict[str, list[int]] = {}
     failures = []
     for rec in records:
-        if "surface" not in rec and cases is not None:
-            c = cases[rec["i"]]
-            rec = {**rec, "surface": c.surface, "arg": c.arg, "label": c.label}
+        if "surface" not in rec and cases is not None:  # a crash or a timeout: the state
+            c = cases[rec["i"]]                           # was not seen to stay unchanged
+            rec = {**rec, "surface": c.surface, "arg": c.arg, "label": c.label,
+                   "unchanged": None if c.subject == "none" else False}
         surface = rec.get("surface", "?")
         tried, clear, unchanged, stateful = counts.setdefault(surface, [0, 0, 0, 0])
         ok = bool(rec.get("clear"))
@@ -1596,9 +1597,13 @@ def valid_bytes(path: str, reference: dict) -> int:
     return total
 
 
-def prepare_memory(work: str, seed: int) -> list[tuple[str, str]]:
-    """A normal checkpoint of [3, 65536, 3] (float64, Adam: 11 MB of arrays) and hostile
-    variants of it; returns [(label, path)], the normal file first."""
+HOSTILE = ("layers7", "layers8", "junk", "w1huge", "extra2g", "header4g")
+
+
+def prepare_memory(work: str, seed: int, keys=HOSTILE) -> list[tuple[str, str]]:
+    """A normal checkpoint of [3, 65536, 3] (float64, Adam: 10.5 MiB of arrays) and the
+    hostile variants of it named in `keys` (see HOSTILE); returns [(label, path)], the normal
+    file first."""
     d = os.path.join(work, "memory")
     os.makedirs(d, exist_ok=True)
     X, y = _file_data(seed)
@@ -1611,40 +1616,51 @@ def prepare_memory(work: str, seed: int) -> list[tuple[str, str]]:
     with np.load(normal) as z:
         arrays = {k: z[k] for k in z.files}
     header = json.loads(str(arrays["header"]))
-    files = [("a normal file (baseline)", normal)]
+    with open(normal, "rb") as f:
+        data = f.read()
+    w1 = arrays["W1"]
 
-    def write(name, data):
+    def write(name, content):
         p = os.path.join(d, name)
         with open(p, "wb") as f:
-            f.write(data)
+            f.write(content)
         return p
 
-    for power in (7, 8):
+    def layers(power):
         h = {**header, "layer_sizes": [3, 10**power, 3]}
         buf = io.BytesIO()
         np.savez(buf, **{**arrays, "header": np.array(json.dumps(h))})
-        files.append((f"header declares layer_sizes [3, 10**{power}, 3]",
-                      write(f"layers1e{power}.npz", buf.getvalue())))
-    with open(normal, "rb") as f:
-        data = f.read()
-    junk = os.path.join(d, "junk.npz")
-    shutil.copy(normal, junk)
-    chunk = bytes(16 * MiB)
-    with zipfile.ZipFile(junk, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as z, \
-            z.open("junk.npy", "w", force_zip64=True) as f:
-        f.write(npy_header("<f8", (2 * GiB // 8,)))
-        for _ in range(2 * GiB // len(chunk)):
-            f.write(chunk)
-    files.append(("an extra member: 2 GiB of zeros, deflated", junk))
-    w1 = arrays["W1"]
-    files.append(("W1.npy declares 2**40 float64 (8 TiB)", write("w1huge.npz", _rezip(
-        data, replace={"W1.npy": npy_header("<f8", (2**40,)) + w1.tobytes()}))))
-    files.append(("an extra member declares 2 GiB and holds 64 bytes", write(
-        "extra2g.npz", _rezip(data, add=[("big.npy", npy_header("<f8", (2 * GiB // 8,)) +
-                                          bytes(64))]))))
-    files.append(("header.npy declares a 4 GiB string", write("header4g.npz", _rezip(
-        data, replace={"header.npy": npy_header("<U1073741824", ()) +
-                       np.array(json.dumps(header)).tobytes()}))))
+        return write(f"layers1e{power}.npz", buf.getvalue())
+
+    def junk():
+        p = os.path.join(d, "junk.npz")
+        shutil.copy(normal, p)
+        chunk = bytes(16 * MiB)
+        with zipfile.ZipFile(p, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as z, \
+                z.open("junk.npy", "w", force_zip64=True) as f:
+            f.write(npy_header("<f8", (2 * GiB // 8,)))
+            for _ in range(2 * GiB // len(chunk)):
+                f.write(chunk)
+        return p
+
+    makers = {
+        "layers7": ("header declares layer_sizes [3, 10**7, 3]", lambda: layers(7)),
+        "layers8": ("header declares layer_sizes [3, 10**8, 3]", lambda: layers(8)),
+        "junk": ("an extra member: 2 GiB of zeros, deflated", junk),
+        "w1huge": ("W1.npy declares 2**40 float64 (8 TiB)", lambda: write("w1huge.npz", _rezip(
+            data, replace={"W1.npy": npy_header("<f8", (2**40,)) + w1.tobytes()}))),
+        "extra2g": ("an extra member declares 2 GiB and holds 64 bytes", lambda: write(
+            "extra2g.npz", _rezip(data, add=[("big.npy", npy_header("<f8", (2 * GiB // 8,))
+                                              + bytes(64))]))),
+        "header4g": ("header.npy declares a 4 GiB string", lambda: write(
+            "header4g.npz", _rezip(data, replace={
+                "header.npy": npy_header("<U1073741824", ()) +
+                np.array(json.dumps(header)).tobytes()}))),
+    }
+    files = [("a normal file (baseline)", normal)]
+    for key in keys:
+        label, make = makers[key]
+        files.append((label, make()))
     return files
 
 
@@ -1922,10 +1938,9 @@ def audit_files(work: str, seed: int, flips: int | None = None, flip_seconds: fl
     return section
 
 
-def audit_memory(work: str, seed: int, only: list[int] | None = None) -> Section:
-    files = prepare_memory(work, seed)
-    if only is not None:
-        files = [files[0]] + [f for i, f in enumerate(files) if i in only and i]
+def audit_memory(work: str, seed: int, keys=HOSTILE) -> Section:
+    """Peak memory of MLP.load on a normal file and the hostile files `keys` (HOSTILE)."""
+    files = prepare_memory(work, seed, keys)
     reference = member_headers(files[0][1])
     results = []
     for label, path in files:
