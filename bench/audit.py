@@ -1761,6 +1761,9 @@ def fit_main(a) -> int:
         model.fit(X, y, epochs=a._epochs, batch_size=16, optimizer="adam", lr=0.01,
                   checkpoint=a._fit)
     except KeyboardInterrupt:
+        import traceback
+
+        traceback.print_exc()  # where it landed, for the report
         print("KeyboardInterrupt", flush=True)
         return 130
     print("finished", flush=True)
@@ -1785,22 +1788,36 @@ def _comparable(model) -> dict:
     return state
 
 
-def signal_trial(work: str, n: int, sig: int, seed: int, epochs: int, duration: float,
-                 delay: float) -> dict:
-    """Start a fit with checkpoints in a child, send `sig` `delay` s after its first
-    checkpoint appears, then check the checkpoint: loads, resumes to the reference exactly,
-    leaves no temporary file (after the signal for SIGINT; after the next save always)."""
+def _saves_seen(path: str, seen: set) -> int:
+    """How many distinct files have been at `path` (each checkpoint is a new file renamed
+    into place), counting the one there now."""
+    try:
+        st = os.stat(path)
+        seen.add((st.st_ino, st.st_mtime_ns))
+    except OSError:
+        pass
+    return len(seen)
+
+
+def signal_trial(work: str, n: int, sig: int, seed: int, epochs: int, after: int,
+                 offset: float) -> dict:
+    """Start a fit with a checkpoint after every epoch in a child; once its `after`-th
+    checkpoint is in place, wait `offset` s (a fraction of an epoch) and send `sig`. Then
+    check the checkpoint: it loads, resuming it equals the uninterrupted run exactly, and no
+    temporary file is left (after the signal, for SIGINT; after the next save, always)."""
     folder = os.path.join(work, "signals", f"{signal.Signals(sig).name}-{n}")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "run.npz")
     proc = subprocess.Popen([sys.executable, SCRIPT, "--_fit", path, "--_epochs", str(epochs),
                              "--seed", str(seed)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=child_env())
-    rec = {"signal": signal.Signals(sig).name, "trial": n, "delay": delay}
+    rec = {"signal": signal.Signals(sig).name, "trial": n, "after": after, "offset": offset}
+    seen: set = set()
     t0 = time.monotonic()
-    while not os.path.exists(path) and proc.poll() is None and time.monotonic() - t0 < 120:
-        time.sleep(0.001)
-    time.sleep(delay)
+    while _saves_seen(path, seen) < after and proc.poll() is None and \
+            time.monotonic() - t0 < 120:
+        time.sleep(0.0005)
+    time.sleep(offset)
     rec["finished_first"] = proc.poll() is not None
     if not rec["finished_first"]:
         proc.send_signal(sig)
@@ -1810,9 +1827,14 @@ def signal_trial(work: str, n: int, sig: int, seed: int, epochs: int, duration: 
         proc.kill()
         out, err = proc.communicate()
     rec["rc"] = proc.returncode
+    # fit had returned when the signal came (the child was printing or exiting)
+    rec["finished_first"] = rec["finished_first"] or "finished" in out
     rec["interrupted"] = "KeyboardInterrupt" in out or "KeyboardInterrupt" in err
     rec["child_error"] = short(err.strip().splitlines()[-1]) if err.strip() and \
         not rec["interrupted"] and proc.returncode not in (0, -signal.SIGKILL) else ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', err)
+    rec["landed"] = (f"{os.path.basename(frames[-1][0])}:{frames[-1][1]} in {frames[-1][2]}"
+                     if frames else "")
     rec["tmp_after_signal"] = temporaries(folder)
     try:
         loaded = MLP.load(path, backend=BACKEND)
@@ -1858,7 +1880,8 @@ def judge_trial(rec: dict, reference: dict | None) -> tuple[bool, bool, list[str
                             f"{rec.get('rc')}; {rec.get('child_error') or 'no message'})")
         if rec.get("tmp_after_signal"):
             problems.append(f"temporary files left by the interrupt: "
-                            f"{rec['tmp_after_signal']}")
+                            f"{rec['tmp_after_signal']}"
+                            + (f" (it landed in {rec['landed']})" if rec.get("landed") else ""))
     if rec["signal"] == "SIGKILL" and rec.get("child_error"):
         problems.append(f"the child failed before the kill: {rec['child_error']}")
     resumable = not [p for p in problems if not p.startswith("the resumed run differs")]
@@ -1890,10 +1913,12 @@ def tally_signals(records: list[dict]) -> Section:
         if epochs:
             notes.append(f"{name}: checkpoints found at epochs {epochs[0]}..{epochs[-1]} "
                          f"(median {epochs[len(epochs) // 2]}) of {SIGNAL_EPOCHS}"
-                         + (f"; {early} runs finished before the signal" if early else ""))
+                         + (f"; in {early} trials fit had returned before the signal came"
+                            if early else ""))
         for r in recs:
             if r["problems"]:
-                failures.append(f"{name} trial {r['trial']} (after {r['delay']:.2f} s, epoch "
+                failures.append(f"{name} trial {r['trial']} ({r['offset'] * 1e3:.1f} ms after "
+                                f"checkpoint {r['after']}; found epoch "
                                 f"{r.get('epoch', '?')}): " + "; ".join(r["problems"]))
     return Section(rows, failures, notes)
 
@@ -1958,15 +1983,17 @@ def audit_signals(work: str, seed: int, kills: int = 20, interrupts: int = 20) -
     records = []
     for sig, n in ((signal.SIGKILL, kills), (signal.SIGINT, interrupts)):
         for t in range(n):
-            delay = rng.uniform(0.0, 0.9 * duration)
-            rec = signal_trial(work, t, sig, seed, SIGNAL_EPOCHS, duration, delay)
+            after = rng.randint(1, SIGNAL_EPOCHS - 1)
+            offset = rng.uniform(0.0, duration / SIGNAL_EPOCHS)
+            rec = signal_trial(work, t, sig, seed, SIGNAL_EPOCHS, after, offset)
             rec["resumable"], rec["equal"], rec["problems"] = judge_trial(rec, reference)
             records.append(rec)
     section = tally_signals(records)
     section.notes.append(f"signal trials: {SIGNAL_LAYERS} tanh/softmax, float64, Adam, 64 "
                          f"rows, batch 16, {SIGNAL_EPOCHS} epochs with a checkpoint after each"
-                         f" ({duration:.2f} s uninterrupted); signals at a uniform random "
-                         f"moment within 0.9 of that after the first checkpoint")
+                         f" ({duration:.2f} s uninterrupted); each signal after a random "
+                         f"checkpoint (1 to {SIGNAL_EPOCHS - 1}) plus a random part of an "
+                         f"epoch's time")
     return section
 
 

@@ -142,12 +142,12 @@ def test_tally_memory_picks_the_worst_ratio(audit):
 
 
 def test_judge_trial_and_tally_signals(audit):
-    ok = {"signal": "SIGINT", "trial": 0, "delay": 0.1, "interrupted": True, "epoch": 7,
-          "tmp_after_signal": [], "tmp_after_resume": [], "diff": []}
-    bad = {"signal": "SIGINT", "trial": 1, "delay": 0.2, "interrupted": False, "rc": 1,
-           "epoch": 9, "tmp_after_signal": [".accelnn-run.npz.0a1b2c3d.tmp"],
+    ok = {"signal": "SIGINT", "trial": 0, "after": 3, "offset": 0.01, "interrupted": True,
+          "epoch": 7, "tmp_after_signal": [], "tmp_after_resume": [], "diff": []}
+    bad = {"signal": "SIGINT", "trial": 1, "after": 5, "offset": 0.02, "interrupted": False,
+           "rc": 1, "epoch": 9, "tmp_after_signal": [".accelnn-run.npz.0a1b2c3d.tmp"],
            "tmp_after_resume": [], "diff": ["weights"]}
-    killed = {"signal": "SIGKILL", "trial": 0, "delay": 0.3, "epoch": 5,
+    killed = {"signal": "SIGKILL", "trial": 0, "after": 4, "offset": 0.003, "epoch": 5,
               "tmp_after_signal": [".accelnn-run.npz.0a1b2c3d.tmp"], "tmp_after_resume": [],
               "diff": []}
     for rec in (ok, bad, killed):
