@@ -2079,7 +2079,7 @@ def main(argv=None) -> int:
                 sections.append(audit_inputs(work, a.seed))
             elif cat == "files":
                 if a.quick:
-                    sections.append(audit_files(work, a.seed, flips=2000, truncations=300))
+                    sections.append(audit_files(work, a.seed, flips=3000, truncations=300))
                 else:
                     sections.append(audit_files(work, a.seed, flip_seconds=a.flip_seconds))
             elif cat == "memory":
