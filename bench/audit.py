@@ -1829,13 +1829,18 @@ def signal_trial(work: str, n: int, sig: int, seed: int, epochs: int, after: int
     rec["rc"] = proc.returncode
     # fit had returned when the signal came (the child was printing or exiting)
     rec["finished_first"] = rec["finished_first"] or "finished" in out
-    rec["interrupted"] = "KeyboardInterrupt" in out or "KeyboardInterrupt" in err
+    last = [ln for ln in err.splitlines() if ln.strip()][-1:]
+    # the child's handler printed it, or it is the exception the child died of (a
+    # KeyboardInterrupt that another exception replaced in a cleanup does not count)
+    rec["interrupted"] = "KeyboardInterrupt" in out.split() or last == ["KeyboardInterrupt"]
     rec["child_error"] = short(err.strip().splitlines()[-1]) if err.strip() and \
         not rec["interrupted"] and proc.returncode not in (0, -signal.SIGKILL) else ""
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', err)
     rec["landed"] = (f"{os.path.basename(frames[-1][0])}:{frames[-1][1]} in {frames[-1][2]}"
                      if frames else "")
     rec["tmp_after_signal"] = temporaries(folder)
+    if rec["tmp_after_signal"] or (sig == signal.SIGINT and not rec["interrupted"]):
+        rec["stderr"] = err[-3000:]
     try:
         loaded = MLP.load(path, backend=BACKEND)
     except Exception as exc:
@@ -1983,7 +1988,7 @@ def audit_signals(work: str, seed: int, kills: int = 20, interrupts: int = 20) -
     records = []
     for sig, n in ((signal.SIGKILL, kills), (signal.SIGINT, interrupts)):
         for t in range(n):
-            after = rng.randint(1, SIGNAL_EPOCHS - 1)
+            after = rng.randint(1, SIGNAL_EPOCHS - 2)
             offset = rng.uniform(0.0, duration / SIGNAL_EPOCHS)
             rec = signal_trial(work, t, sig, seed, SIGNAL_EPOCHS, after, offset)
             rec["resumable"], rec["equal"], rec["problems"] = judge_trial(rec, reference)
@@ -1992,7 +1997,7 @@ def audit_signals(work: str, seed: int, kills: int = 20, interrupts: int = 20) -
     section.notes.append(f"signal trials: {SIGNAL_LAYERS} tanh/softmax, float64, Adam, 64 "
                          f"rows, batch 16, {SIGNAL_EPOCHS} epochs with a checkpoint after each"
                          f" ({duration:.2f} s uninterrupted); each signal after a random "
-                         f"checkpoint (1 to {SIGNAL_EPOCHS - 1}) plus a random part of an "
+                         f"checkpoint (1 to {SIGNAL_EPOCHS - 2}) plus a random part of an "
                          f"epoch's time")
     return section
 
