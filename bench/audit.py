@@ -1829,12 +1829,13 @@ def signal_trial(work: str, n: int, sig: int, seed: int, epochs: int, after: int
     rec["rc"] = proc.returncode
     # fit had returned when the signal came (the child was printing or exiting)
     rec["finished_first"] = rec["finished_first"] or "finished" in out
-    last = [ln for ln in err.splitlines() if ln.strip()][-1:]
+    main_err = err.split("Exception ignored in")[0]  # not the noise of finalizers
+    last = [ln for ln in main_err.splitlines() if ln.strip()][-1:]
     # the child's handler printed it, or it is the exception the child died of (a
     # KeyboardInterrupt that another exception replaced in a cleanup does not count)
     rec["interrupted"] = "KeyboardInterrupt" in out.split() or last == ["KeyboardInterrupt"]
-    rec["child_error"] = short(err.strip().splitlines()[-1]) if err.strip() and \
-        not rec["interrupted"] and proc.returncode not in (0, -signal.SIGKILL) else ""
+    rec["child_error"] = short(last[0]) if last and not rec["interrupted"] and \
+        proc.returncode not in (0, -signal.SIGKILL) else ""
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', err)
     rec["landed"] = (f"{os.path.basename(frames[-1][0])}:{frames[-1][1]} in {frames[-1][2]}"
                      if frames else "")
