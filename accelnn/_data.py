@@ -39,7 +39,7 @@ def _is_missing(v) -> bool:
     return isinstance(v, (float, np.floating)) and v != v
 
 
-def _at(index: tuple[int, ...]) -> str:
+def position(index: tuple[int, ...]) -> str:
     """'row 3' or 'row 3, column 1' (from 0)."""
     where = f"row {index[0]}" if index else "the value"
     return where + "".join(f", {'column' if k == 1 else f'axis {k}'} {i}"
@@ -90,10 +90,10 @@ def check_missing(a: np.ndarray, name: str) -> None:
     its position; the first one is reported."""
     if a.dtype.kind != "O" or a.size == 0:
         return
-    missing = np.frompyfunc(_is_missing, 1, 1)(a).astype(bool)
+    missing = np.asarray(np.frompyfunc(_is_missing, 1, 1)(a), dtype=bool)
     if missing.any():
         index = tuple(int(i) for i in np.argwhere(missing)[0])
-        raise ValueError(f"{name} has a missing value ({a[index]!r}) at {_at(index)}; give "
+        raise ValueError(f"{name} has a missing value ({a[index]!r}) at {position(index)}; give "
                          f"every sample a value, or drop the samples without one")
 
 
@@ -102,6 +102,8 @@ def host_array(x, name: str) -> np.ndarray:
     (a device array is copied to the host), or a backend array. Rejects a ragged nested list
     (ValueError naming the row) and objects holding a missing value, None or NaN (ValueError
     naming the row and column)."""
+    if x is None:
+        raise TypeError(f"{name} is None; give an array")
     if isinstance(x, np.ndarray):
         a = x
     elif hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):  # a CuPy array
@@ -123,7 +125,7 @@ def _check_layout(X, n_features: int) -> None:
                                              np.floating))), None)
             if at is not None:
                 raise TypeError(f"X must hold numbers (bool, int or float), got {X[at]!r} at "
-                                f"{_at(at)} (dtype object)")
+                                f"{position(at)} (dtype object)")
         raise TypeError(f"X must hold numbers (bool, int or float), got dtype {X.dtype}")
     if X.ndim != 2:
         hint = (" Use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
@@ -164,9 +166,9 @@ def check_X(backend, X, dtype, n_features: int):
             dt = np.dtype(dtype)
             at = find_nonfinite(host, np.finfo(dt).max)
             value = "" if at is None else f": {host[at].item()!r}"
-            where = "" if at is None else f" ({_at(at)}{value})"
+            where = "" if at is None else f" ({position(at)}{value})"
             raise ValueError(f"X has values too large for {dt.name}{where}")
-        raise ValueError(f"X contains NaN or Inf ({_at(at)}: {host[at].item()!r})")
+        raise ValueError(f"X contains NaN or Inf ({position(at)}: {host[at].item()!r})")
     return arr
 
 

@@ -195,6 +195,10 @@ class CallbackList:
 
     def __init__(self, callbacks):
         self.objects, self.plain = [], []
+        if callbacks is None:
+            callbacks = ()
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of callbacks, got {callbacks!r}")
         for cb in callbacks:
             if any(hasattr(cb, h) for h in HOOKS):
                 end = getattr(cb, "on_epoch_end", None)

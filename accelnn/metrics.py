@@ -33,6 +33,10 @@ _ON_OUTPUTS = frozenset({"mse", "mae", "r2"})
 def check_metrics(metrics) -> tuple[str, ...]:
     """`metrics` (a name or a sequence of names) as a tuple of distinct names from METRICS.
     Raises ValueError naming an unknown one, TypeError for something that is not names."""
+    if metrics is None:
+        return ()
+    if not isinstance(metrics, (str, list, tuple)):
+        raise TypeError(f"metrics must be a name or a list of names, got {metrics!r}")
     names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     for name in names:
         if not isinstance(name, str):

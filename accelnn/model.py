@@ -86,7 +86,13 @@ class MLP:
         self.classes_ = None if classes is None else check_classes(
             classes, sizes[-1], None if head is None else head.name)
         self.network = Network(sizes, acts, self.l2, self.backend, self.dtype)
-        params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
+        try:
+            params = [self.backend.asarray(p, self.dtype) for p in self.network.init_params(rng)]
+        except MemoryError as exc:
+            n = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+            raise ValueError(f"layer_sizes {list(sizes)} make {n:,} parameters "
+                             f"({n * 8 / 2**30:,.1f} GiB as float64 while they are drawn): more "
+                             f"than this machine can allocate") from exc
         # the training state; validation_split's permutation has a seed of its own
         self.state = TrainingState(self.backend, params, rng, int(rng.integers(2**63)))
         self._scratch = Scratch()  # hidden-layer buffers lent to one inference call at a time

@@ -142,7 +142,12 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"warm_start / partial_fit needs the network of the last fit, "
                              f"{list(self._mlp.layer_sizes)}, but the parameters now give "
                              f"{sizes}; refit with warm_start=False")
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        try:
+            state = check_random_state(self.random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"random_state must be None, an integer or a "
+                             f"numpy.random.RandomState, got {self.random_state!r}") from exc
+        seed = int(state.randint(np.iinfo(np.int32).max))
         # classes_ is fixed before any label is seen (partial_fit's classes=)
         mlp = MLP(sizes, self.activation, output, l2=float(self.alpha), seed=seed,
                   dtype=self.dtype, backend=self.backend,

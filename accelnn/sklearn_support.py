@@ -7,6 +7,7 @@ Imported by accelnn.sklearn only (it needs nothing from scikit-learn itself).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -94,6 +95,12 @@ def training_plan(est, t0: int):
     if not (est.batch_size == "auto" or is_int(est.batch_size, 1)):
         raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got "
                          f"{est.batch_size!r}")
+    for name, low, high, low_open, high_open in (
+            ("beta_1", 0.0, 1.0, False, True), ("beta_2", 0.0, 1.0, False, True),
+            ("epsilon", 0.0, math.inf, True, False), ("power_t", 0.0, math.inf, False, False),
+            ("momentum", 0.0, 1.0, False, True)):
+        check_range(name, getattr(est, name), low, high, low_open=low_open,
+                    high_open=high_open)
     lr = float(est.learning_rate_init)
     if est.solver == "lbfgs":
         return LBFGS(int(est.max_fun), gtol=float(est.tol)), Schedule()

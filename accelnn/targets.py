@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from accelnn._data import check_missing, host_array
+from accelnn._data import check_missing, host_array, position
 from accelnn.losses import HEADS, Head
 
 
@@ -30,13 +30,9 @@ def integral(y: np.ndarray) -> bool:
 
 
 def where(shape: tuple, flat: int) -> str:
-    """The position of element `flat` (row-major) in an array of `shape`, in words."""
-    if len(shape) <= 1:
-        return f"index {flat}"
-    at = np.unravel_index(flat, shape)
-    if len(shape) == 2:
-        return f"row {at[0]}, column {at[1]}"
-    return f"index {tuple(int(i) for i in at)}"
+    """The position of element `flat` (row-major) in an array of `shape`, in words, as the
+    input checks say it ('row 3', 'row 3, column 1')."""
+    return position(tuple(int(i) for i in np.unravel_index(flat, shape)))
 
 
 _NUMBER = (bool, int, float, np.bool_, np.integer, np.floating)

@@ -67,6 +67,16 @@ def _batch_size(text: str):
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer >= 0, got {text!r}")
+    return value
+
+
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add `train` to an argparse subparsers object and return its parser, which rejects
     (argparse's exit status 2) --layers that are not positive integers, a --batch-size other
@@ -112,7 +122,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: standardize them)")
     p.add_argument("--dtype", default=None,
                    help="float32 or float64 (default: ACCELNN_DTYPE, else float32)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seeds the weights, the shuffling and the validation split "
                         "(default: %(default)s)")
     p.add_argument("--output", default="model.npz",

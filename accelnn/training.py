@@ -58,6 +58,8 @@ def _check_path(name: str, value) -> str:
     if not isinstance(path, str):
         raise TypeError(f"{name} must be a file path (str or os.PathLike), got "
                         f"{type(value).__name__} {value!r}")
+    if not path:
+        raise ValueError(f"{name} is an empty path; give a file name")
     return path
 
 

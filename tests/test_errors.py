@@ -249,14 +249,14 @@ def test_queries_do_not_fix_an_auto_output():
                                         r"every sample a value"),
     (["a", "b", np.nan, "a"], ValueError, r"y has a missing value \(nan\) at row 2"),
     ([None] * 4, ValueError, r"y has a missing value \(None\) at row 0"),
-    ([1, 2, "a", 1], ValueError, r"y mixes kinds of labels: int 1 at index 0, str 'a' at "
-                                 r"index 2; labels must be all numbers, all text \(str\) or "
+    ([1, 2, "a", 1], ValueError, r"y mixes kinds of labels: int 1 at row 0, str 'a' at "
+                                 r"row 2; labels must be all numbers, all text \(str\) or "
                                  r"all bytes"),
-    (["x", b"x", "y", "x"], ValueError, r"y mixes kinds of labels: str 'x' at index 0, bytes "
-                                        r"b'x' at index 1"),
-    ([1.0, np.inf, 1.0, 2.0], ValueError, r"y contains NaN or Inf \(inf at index 1\)"),
+    (["x", b"x", "y", "x"], ValueError, r"y mixes kinds of labels: str 'x' at row 0, bytes "
+                                        r"b'x' at row 1"),
+    ([1.0, np.inf, 1.0, 2.0], ValueError, r"y contains NaN or Inf \(inf at row 1\)"),
     ([2**70, 1, 1, 2**70], ValueError, "y has integer labels beyond the 64-bit range"),
-    ([1, 2, 1, (2, 3)], TypeError, r"y holds a label of type tuple \(\(2, 3\)\) at index 3; "
+    ([1, 2, 1, (2, 3)], TypeError, r"y holds a label of type tuple \(\(2, 3\)\) at row 3; "
                                    r"labels must be numbers"),
 ])
 def test_missing_mixed_and_unsupported_labels_are_named(fitted, labels, exc, message):
@@ -307,7 +307,7 @@ def test_targets_beyond_the_model_dtype_are_refused_up_front():
     model = accelnn.MLP([3, 4, 1], "tanh", "identity", seed=0, dtype="float32",
                         backend="numpy")
     before = model.get_weights()
-    message = r"y has values too large for float32: 1e\+300 at index 7 \(the largest is "
+    message = r"y has values too large for float32: 1e\+300 at row 7 \(the largest is "
     with pytest.raises(ValueError, match=message):
         model.fit(X, big)
     with pytest.raises(ValueError, match="validation_data: " + message):

@@ -254,7 +254,7 @@ def test_binary_multilabel_and_float32():
     ({"max_iter": 0}, "max_iter must be an integer"),
     ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer"),
     ({"momentum": 1.5, "solver": "sgd"}, "momentum must be"),
-    ({"beta_1": 1.0}, "beta1 must be"),
+    ({"beta_1": 1.0}, "beta_1 must be"),
     ({"activation": "swish"}, "swish"),
     ({"dtype": "float16"}, "unsupported dtype"),
     ({"backend": "bogus"}, "unknown backend"),
@@ -395,7 +395,7 @@ def test_bad_targets():
     with pytest.raises(ValueError, match=r"y has a missing value \(None\) at row 2"):
         MLPClassifier().fit(X, np.array(["a", "b", None, "a"], dtype=object))
     with pytest.raises(ValueError, match=r"y has values too large for float32: 1e\+300 at "
-                                         r"index 1"):
+                                         r"row 1"):
         MLPRegressor(dtype="float32").fit(X, [0.0, 1e300, 1.0, 2.0])
 
 
