@@ -23,7 +23,9 @@ import hashlib
 import os
 import re
 import secrets
+import signal
 import stat
+import threading
 import time
 
 try:
@@ -67,15 +69,23 @@ def write_atomic(path, write) -> None:
         raise TypeError(f"write must be a function taking the open file, got {write!r}")
     folder, name = os.path.split(target)
     _remove_stale(folder, name)
-    fd, tmp = _create(folder, name, target)
+    # A Ctrl-C between creating the temporary file and the `try` that removes it would leave
+    # it behind: SIGINT is held until the file is in the try's care, then delivered there.
+    held = _hold_interrupts()
+    try:
+        fd, tmp = _create(folder, name, target)
+        try:
+            f = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            _remove(tmp)
+            raise
+    except BaseException:
+        _release_interrupts(held)
+        raise
     replaced = False
     try:
-        f = os.fdopen(fd, "wb")
-    except BaseException:
-        os.close(fd)
-        _remove(tmp)
-        raise
-    try:
+        _release_interrupts(held)
         write(f)
         if f.closed:
             raise ValueError(f"write closed the file while writing {target!r}; it must leave "
@@ -87,12 +97,17 @@ def write_atomic(path, write) -> None:
             f.close()
         os.replace(tmp, target)
         replaced = True
-    except BaseException:
+    except BaseException as exc:
         # the temporary file goes, whatever happened; when an interrupt lands inside
         # os.replace after the rename, it is already gone: the caller gets the interrupt
         _close(f)
         if not replaced:
             _remove(tmp)
+        if isinstance(exc.__context__, KeyboardInterrupt) and not isinstance(
+                exc, KeyboardInterrupt):
+            # an error of the writer's own cleanup (numpy's savez closing its zip file in a
+            # `finally`) replaced the user's Ctrl-C: the Ctrl-C is what reaches the caller
+            raise exc.__context__ from None
         raise
     _close(f)  # releases the lock; the content is fsynced
     _sync_folder(folder)
@@ -157,6 +172,22 @@ def _same_file(path: str, fd: int) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _hold_interrupts():
+    """Block SIGINT for this thread (the main one, where Python delivers it) and return the
+    previous mask; None where there is nothing to hold (another thread, no pthread_sigmask)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _release_interrupts(held) -> None:
+    """Restore the mask `_hold_interrupts` returned; a SIGINT that came meanwhile is raised
+    as KeyboardInterrupt right after."""
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _create(folder: str, name: str, target: str) -> tuple[int, str]:

@@ -291,3 +291,35 @@ def test_a_device_or_pipe_is_never_replaced(tmp_path):
         write_atomic(fifo, lambda f: f.write(b"x"))
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_ctrl_c_right_after_the_temporary_file_is_made_removes_it(tmp_path, monkeypatch):
+    """A SIGINT landing between the creation of the temporary file and the `try` that cleans
+    up left the file (and its descriptor) behind; it is now held until the file is in care."""
+    import signal
+
+    real_create = files._create
+
+    def create_then_sigint(*args):
+        made = real_create(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(files, "_create", create_then_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "m.npz", lambda f: f.write(b"new"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_is_not_replaced_by_the_writers_cleanup_error(tmp_path):
+    """numpy's savez closes its zip file in a `finally`; after a Ctrl-C inside it, that close
+    raised ValueError and the Ctrl-C was lost."""
+    def write(f):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle")
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "m.npz", write)
+    assert list(tmp_path.iterdir()) == []
