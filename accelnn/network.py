@@ -20,7 +20,6 @@ serves any number of threads at once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -82,16 +81,18 @@ class Scratch:
     """Hidden-layer buffers for inference, lent to one call at a time: a call takes the kept
     set when its shapes fit (else allocates its own) and gives it back when done. At most one
     set is kept, and only when it holds at most `limit` bytes, so a model retains no more than
-    that after inference returns. Safe to use from several threads."""
+    that after inference returns. Safe to use from several threads: the set is kept in a list
+    whose append and pop are atomic, so no two calls ever hold it at once."""
 
     def __init__(self, limit: int = 1 << 20):
         self.limit = limit
-        self._lock = threading.Lock()
-        self._kept: list | None = None
+        self._kept: list = []
 
     def take(self, backend, shapes: list[tuple[int, int]], dtype) -> list:
-        with self._lock:
-            kept, self._kept = self._kept, None
+        try:
+            kept = self._kept.pop()
+        except IndexError:
+            kept = None
         # (a network without hidden layers keeps an empty set: nothing to compare)
         if (kept is not None and [a.shape for a in kept] == shapes
                 and all(a.dtype == dtype for a in kept)):
@@ -100,8 +101,8 @@ class Scratch:
 
     def give(self, buffers: list) -> None:
         if sum(a.nbytes for a in buffers) <= self.limit:
-            with self._lock:
-                self._kept = buffers
+            self._kept.append(buffers)
+            del self._kept[:-1]  # calls giving back at once: the last one's set stays
 
 
 class Network:

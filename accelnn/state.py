@@ -34,13 +34,18 @@ from accelnn.optimizers import Optimizer
 
 class WeightsGuard:
     """A readers-writer lock that prefers the writer: readers (inference) share the weights;
-    a writer (an update) waits for the readers of the moment and keeps new ones out. The
-    writer's fast path, with no reader present, is one lock acquire and release."""
+    a writer (an update) waits for the readers of the moment and keeps new ones out.
+
+    Both fast paths, with nobody on the other side, cost one lock acquire and release: a
+    reader passes the writer's gate and registers in a list (whose append and pop are atomic
+    operations), a writer closes the gate and finds the list empty. Only a writer that finds
+    readers inside waits, on a condition the last of them notifies."""
 
     def __init__(self):
         self._gate = threading.Lock()  # held by a writer; readers pass it to come in
-        self._count = threading.Condition(threading.Lock())  # guards _readers
-        self._readers = 0
+        self._readers: list = []  # one entry per reader inside
+        self._left = threading.Condition(threading.Lock())  # a waiting writer's wake-up
+        self._waiting = False  # a writer waits on _left
         self._reading = _Held(self._enter_read, self._exit_read)
         self._writing = _Held(self._enter_write, self._gate.release)
 
@@ -53,20 +58,22 @@ class WeightsGuard:
         return self._writing
 
     def _enter_read(self) -> None:
-        with self._gate, self._count:
-            self._readers += 1
+        with self._gate:
+            self._readers.append(None)
 
     def _exit_read(self) -> None:
-        with self._count:
-            self._readers -= 1
-            if not self._readers:
-                self._count.notify_all()
+        self._readers.pop()
+        if self._waiting and not self._readers:
+            with self._left:
+                self._left.notify_all()
 
     def _enter_write(self) -> None:
         self._gate.acquire()
         if self._readers:  # only readers that came in before the gate closed: wait them out
-            with self._count:
-                self._count.wait_for(lambda: not self._readers)
+            with self._left:
+                self._waiting = True
+                self._left.wait_for(lambda: not self._readers)
+                self._waiting = False
 
 
 class _Held:
