@@ -70,7 +70,7 @@ def write_atomic(path, write) -> None:
     folder, name = os.path.split(target)
     _remove_stale(folder, name)
     # A Ctrl-C between creating the temporary file and the `try` that removes it would leave
-    # it behind: SIGINT is held until the file is in the try's care, then delivered there.
+    # it behind: it is deferred until the file is in the try's care, then delivered there.
     held = _hold_interrupts()
     try:
         fd, tmp = _create(folder, name, target)
@@ -175,19 +175,30 @@ def _same_file(path: str, fd: int) -> bool:
 
 
 def _hold_interrupts():
-    """Block SIGINT for this thread (the main one, where Python delivers it) and return the
-    previous mask; None where there is nothing to hold (another thread, no pthread_sigmask)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "pthread_sigmask"):
+    """Defer Ctrl-C: in the main thread (the only one where Python runs signal handlers and
+    may set them), SIGINT's handler is swapped for one that only notes the signal. Returns
+    what `_release_interrupts` needs, or None elsewhere. (A signal mask would not do: the
+    kernel hands a process-directed SIGINT to any thread not blocking it, BLAS's included.)"""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):  # a handler set outside Python
         return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    noted: list = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    return previous, noted
 
 
 def _release_interrupts(held) -> None:
-    """Restore the mask `_hold_interrupts` returned; a SIGINT that came meanwhile is raised
-    as KeyboardInterrupt right after."""
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    """Put SIGINT's handler back, and run it now for a Ctrl-C that came meanwhile (Python's
+    default handler raises KeyboardInterrupt here)."""
+    if held is None:
+        return
+    previous, noted = held
+    signal.signal(signal.SIGINT, previous)
+    if noted:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _create(folder: str, name: str, target: str) -> tuple[int, str]:
