@@ -15,13 +15,14 @@ Conventions shared by every primitive:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from accelnn.activations import Activation
 from accelnn.losses import Head
+from accelnn.optimizers import Rule
 
 
 class Backend:
@@ -33,6 +34,18 @@ class Backend:
     def probe(cls) -> str | None:
         """Return None when the backend can run here, else the reason it cannot."""
         return None
+
+    @classmethod
+    def fused_kernels(cls) -> dict[str, Mapping[str, Any]]:
+        """This backend's tables of fused kernels by kind of work, each keyed by name:
+        "activation" (g in bias_act) and "activation gradient" (act_grad) by the names of
+        accelnn.activations.ACTIVATIONS, "head" (loss_delta) and "head output" (output) by those
+        of accelnn.losses.HEADS, "optimizer" (update) by rule name (accelnn.optimizers.RULES).
+        A backend with kernels dispatches through these tables, declares what it leaves to
+        the generic path on purpose in its module's DELIBERATELY_GENERIC ({kind: {name:
+        reason}}), and must answer without a device (tests/test_kernel_coverage.py reads both
+        everywhere). The generic backends have none: {}."""
+        return {}
 
     # ----------------------------------------------------------------- data movement
     def asarray(self, x, dtype=None):
@@ -128,57 +141,15 @@ class Backend:
             self.act_grad(dA_prev, A_prev, act_prev)
         return dW, db
 
-    # ----------------------------------------------------------------- optimizer updates
-    def sgd_update(self, params, grads, lr: float):
-        """p <- p - lr * g for every parameter."""
-        for p, g in zip(params, grads):
-            g *= lr
-            p -= g
-
-    def momentum_update(self, params, grads, velocities, lr: float, momentum: float,
-                        nesterov: bool):
-        """v <- momentum v - lr g;  p <- p + v, or p + momentum v - lr g with Nesterov
-        (scikit-learn's formulation)."""
-        for p, g, v in zip(params, grads, velocities):
-            v *= momentum
-            g *= lr
-            v -= g
-            if nesterov:
-                p -= g
-                self.xp.multiply(v, momentum, out=g)
-                p += g
-            else:
-                p += v
-
-    def adam_update(self, params, grads, ms, vs, lr: float, beta1: float, beta2: float,
-                    eps: float, step: int, weight_decay: float = 0.0):
-        """Adam with the bias correction folded into the step size (scikit-learn, Kingma & Ba
-        sec. 2); `weight_decay` > 0 adds AdamW's decoupled decay p <- p (1 - lr wd) first."""
-        lr_t = lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        for p, g, m, v in zip(params, grads, ms, vs):
-            if weight_decay:
-                p *= 1.0 - lr * weight_decay
-            m *= beta1
-            v *= beta2
-            g *= 1.0 - beta1
-            m += g
-            g *= g
-            g *= (1.0 - beta2) / (1.0 - beta1) ** 2
-            v += g
-            self.xp.sqrt(v, out=g)
-            g += eps
-            self.xp.divide(m, g, out=g)
-            g *= lr_t
-            p -= g
-
-    def rmsprop_update(self, params, grads, sqs, lr: float, rho: float, eps: float):
-        """sq <- rho sq + (1 - rho) g^2;  p <- p - lr g / (sqrt(sq) + eps)."""
-        for p, g, sq in zip(params, grads, sqs):
-            sq *= rho
-            sq += (1.0 - rho) * (g * g)
-            g *= lr
-            g /= self.xp.sqrt(sq) + eps
-            p -= g
+    # ----------------------------------------------------------------- optimizer update
+    def update(self, rule: Rule, params, grads, states, scalars: tuple[float, ...]):
+        """One optimizer step in place: for every parameter p, its gradient g and its state
+        arrays (states holds one list per state array of the rule, parallel to params),
+        rule.reference(xp, p, g, *state, *scalars). `rule` is an accelnn.optimizers.Rule;
+        `scalars` are Python floats folded by the optimizer for this step."""
+        reference, xp = rule.reference, self.xp
+        for arrays in zip(params, grads, *states):  # (p, g, *state)
+            reference(xp, *arrays, *scalars)
 
     # ----------------------------------------------------------------- repeated calls
     def replayed(self, fn):

@@ -1,7 +1,7 @@
 """CUDA kernels of the cupy backend, one per fused primitive of `accelnn.backends.base.Backend`.
 
 Every formula repeats the NumPy code it replaces (accelnn.activations, accelnn.losses and the
-base class's optimizer updates) operation for operation, with every constant cast to the array
+optimizers' reference updates) operation for operation, with every constant cast to the array
 type T as NumPy casts a Python float. Everything is compiled with `--fmad=false`, so the CUDA
 compiler does not contract `a * b + c` into one fused multiply-add: +, -, *, / and sqrt then
 round exactly as NumPy's do, and float64 results differ from the NumPy backend only through the
@@ -19,6 +19,7 @@ import functools
 import cupy
 
 from accelnn.activations import LEAKY_SLOPE
+from accelnn.optimizers import RULES
 
 OPTIONS = ("--fmad=false",)
 CTYPES = {"float32": "float", "float64": "double"}
@@ -176,25 +177,22 @@ def axpy():
                                   options=OPTIONS)
 
 
-# The optimizer updates, each one kernel for all the parameters of a network: per optimizer, its
-# state arrays (after p and g), its scalars (of the array type T unless typed) and the update of
-# one element, with p and the state arrays as references into their tensors. The formulas are
-# Backend.sgd_update & co.'s, with c = 1 - rho, c1 = 1 - beta1, c2 = (1 - beta2) / c1^2,
-# decay = 1 - lr wd (1 without weight decay) and Adam's float64 step size lr_t.
+# The optimizer updates, each one kernel for all the parameters of a network, by rule name
+# (accelnn.optimizers.RULES): the update of one element, the rule's reference operation for
+# operation. The kernel's parameters are the reference's: p and the state arrays (named as in
+# the reference) as references into their tensors, g, and the scalars, of the array type T.
 UPDATES = {
-    "sgd": ((), "T lr", "p = p - g * lr;"),
-    "momentum": (("v",), "T lr, T mu", "T gl = g * lr; v = v * mu - gl; p = p + v;"),
-    "nesterov": (("v",), "T lr, T mu", "T gl = g * lr; v = v * mu - gl; p = (p - gl) + v * mu;"),
-    "adam": (("m", "v"), "T beta1, T beta2, T c1, T c2, T eps, T decay, double lr_t",
-             "T g1 = g * c1; m = m * beta1 + g1; v = v * beta2 + g1 * g1 * c2;"
-             "p = p * decay - (T)((m / (sqrt(v) + eps)) * lr_t);"),
-    "rmsprop": (("sq",), "T rho, T c, T lr, T eps",
-                "sq = sq * rho + c * (g * g); p = p - g * lr / (sqrt(sq) + eps);"),
+    "sgd": "p = p - g * lr;",
+    "momentum": "T gl = g * lr; v = v * mu - gl; p = p + v;",
+    "nesterov": "T gl = g * lr; v = v * mu - gl; p = (p - gl) + v * mu;",
+    "adam": "T g1 = g * c1; m = m * beta1 + g1; v = v * beta2 + g1 * g1 * c2;"
+            "p = p * decay - m / (sqrt(v) + eps) * lr_t;",
+    "rmsprop": "sq = sq * rho + c * (g * g); p = p - g * lr / (sqrt(sq) + eps);",
 }
 
 # Element i of the parameters laid end to end is element j = i - off[k] of tensor k, where
 # off[k] <= i < off[k + 1]; ptr[a * n + k] is the address of array a (p, g, then the state
-# arrays in UPDATES order) of tensor k, for n tensors.
+# arrays in the rule's order) of tensor k, for n tensors.
 UPDATE_SOURCE = r"""
 template <typename T>
 __global__ void update_{name}(const unsigned long long* ptr, const long long* off, int n,
@@ -217,9 +215,11 @@ UPDATE_THREADS, UPDATE_MAX_BLOCKS = 256, 8192
 @functools.cache
 def _update_module():
     code = "".join(
-        UPDATE_SOURCE.format(name=name, scalars=scalars, body=body, state=" ".join(
-            f"T& {a} = ((T*)ptr[{i + 2} * n + k])[j];" for i, a in enumerate(state)))
-        for name, (state, scalars, body) in UPDATES.items())
+        UPDATE_SOURCE.format(name=name, body=body,
+                             scalars=", ".join(f"T {a}" for a in RULES[name].scalars),
+                             state=" ".join(f"T& {a} = ((T*)ptr[{i + 2} * n + k])[j];"
+                                            for i, a in enumerate(RULES[name].states)))
+        for name, body in UPDATES.items())
     names = [f"update_{k}<{c}>" for k in UPDATES for c in CTYPES.values()]
     return cupy.RawModule(code=code, options=OPTIONS, name_expressions=names)
 

@@ -36,10 +36,6 @@ ACT_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": REL
              "leaky_relu": LEAKY_RELU, "softplus": SOFTPLUS}
 HEAD_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": 6}
 SOFTMAX = 6
-# g(z) needs tanh/exp/log1p: in float64 these are scalar libm calls, which NumPy's SIMD ufuncs
-# beat 10-20x; in float32 `bias_act` measured within 10% of NumPy on (128, 256) and (512, 2048)
-# for tanh and sigmoid. So the backend leaves these to NumPy outside the whole-step kernel.
-TRANSCENDENTAL = (SIGMOID, TANH, SOFTPLUS)
 
 ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 
@@ -349,6 +345,9 @@ def loss_delta(Z, Y, out, code, inv_m):
 
 
 # ---------------------------------------------------------------------- optimizer updates
+# One kernel per rule of accelnn.optimizers, called as kernel(p, g, *state arrays, *scalars)
+# with the rule's scalars cast to the array dtype: its reference's operations, in its order,
+# one element at a time (g is left alone).
 @kernel
 def sgd(p, g, lr):
     """p <- p - lr g."""
@@ -357,8 +356,8 @@ def sgd(p, g, lr):
         p[i] -= g[i] * lr
 
 
-@kernel
-def momentum(p, g, v, lr, mu, nesterov):
+@njit(inline="always")
+def _momentum_loop(p, g, v, lr, mu, nesterov):
     """v <- mu v - lr g; p <- p + v, or p - lr g + mu v with Nesterov."""
     p, g, v = _flat(p), _flat(g), _flat(v)
     for i in range(p.size):
@@ -371,9 +370,20 @@ def momentum(p, g, v, lr, mu, nesterov):
 
 
 @kernel
+def momentum(p, g, v, lr, mu):
+    """v <- mu v - lr g; p <- p + v."""
+    _momentum_loop(p, g, v, lr, mu, False)
+
+
+@kernel
+def nesterov(p, g, v, lr, mu):
+    """v <- mu v - lr g; p <- p - lr g + mu v."""
+    _momentum_loop(p, g, v, lr, mu, True)
+
+
+@kernel
 def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
-    """Adam as Backend.adam_update: c1 = 1 - beta1, c2 = (1 - beta2) / c1^2, decay = 1 - lr wd
-    (1 for none), lr_t the bias-corrected step."""
+    """m <- beta1 m + c1 g; v <- beta2 v + (c1 g)^2 c2; p <- decay p - lr_t m / (sqrt(v) + eps)."""
     p, g, m, v = _flat(p), _flat(g), _flat(m), _flat(v)
     for i in range(p.size):
         gs = g[i] * c1
@@ -384,12 +394,15 @@ def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
 
 @kernel
 def rmsprop(p, g, sq, lr, rho, c, eps):
-    """RMSprop as Backend.rmsprop_update, c = 1 - rho: sq <- rho sq + c g^2;
-    p <- p - lr g / (sqrt(sq) + eps)."""
+    """sq <- rho sq + c g^2; p <- p - lr g / (sqrt(sq) + eps)."""
     p, g, sq = _flat(p), _flat(g), _flat(sq)
     for i in range(p.size):
         sq[i] = sq[i] * rho + c * (g[i] * g[i])
         p[i] -= g[i] * lr / (math.sqrt(sq[i]) + eps)
+
+
+UPDATES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam,
+           "rmsprop": rmsprop}
 
 
 # ---------------------------------------------------------------------- whole training step

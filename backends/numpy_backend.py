@@ -44,16 +44,7 @@ class NumpyBackend(Backend):
             ones = self._ones[dZ.dtype] = np.ones(m, dZ.dtype)
         return np.matmul(ones[:m], dZ, out=out)
 
-    def sgd_update(self, params, grads, lr):
-        super().sgd_update(*_blocks(params, grads), lr)
-
-    def momentum_update(self, params, grads, velocities, lr, momentum, nesterov):
-        super().momentum_update(*_blocks(params, grads, velocities), lr, momentum, nesterov)
-
-    def adam_update(self, params, grads, ms, vs, lr, beta1, beta2, eps, step,
-                    weight_decay=0.0):
-        super().adam_update(*_blocks(params, grads, ms, vs), lr, beta1, beta2, eps, step,
-                            weight_decay)
-
-    def rmsprop_update(self, params, grads, sqs, lr, rho, eps):
-        super().rmsprop_update(*_blocks(params, grads, sqs), lr, rho, eps)
+    def update(self, rule, params, grads, states, scalars):
+        """The base class's update, block by block (`_blocks`): element for element the same."""
+        params, grads, *states = _blocks(params, grads, *states)
+        super().update(rule, params, grads, states, scalars)

@@ -446,5 +446,5 @@ def test_numpy_updates_of_non_contiguous_arrays_stay_in_place():
 
     p = np.ones((3, BLOCK), order="F")
     g = np.ones((3, BLOCK), order="F")
-    NumpyBackend().sgd_update([p], [g], 0.5)
+    accelnn.SGD(0.5).update(NumpyBackend(), [p], [g], {}, 0.5)
     assert (p == 0.5).all()
