@@ -14,13 +14,14 @@ from accelnn.backends import (
 from accelnn.callbacks import Callback, EarlyStopping, History
 from accelnn.gradcheck import gradcheck
 from accelnn.lbfgs import LBFGS
+from accelnn.many import fit_many
 from accelnn.model import MLP
 from accelnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from accelnn.training import DivergenceError
 
 __all__ = [
     "MLP", "History", "DivergenceError", "EarlyStopping", "Callback", "LBFGS", "gradcheck",
-    "datasets", "schedules",
+    "fit_many", "datasets", "schedules",
     "Backend", "BackendError", "get_backend", "set_backend", "use_backend", "available_backends",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "__version__",
 ]
