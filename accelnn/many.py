@@ -349,7 +349,7 @@ class _Run:
         idx, counts = np.zeros((K, S, B), np.int64), np.zeros((K, S), np.int64)
         weights = np.zeros((K, S, B)) if weighted[[m.k for m in live]].any() else None
         w_sums = np.zeros((K, S))
-        scalars, shares, rates = {}, [], []
+        scalars, shares, rates, folded = {}, [], [], {}
         for member in live:
             k, n, bs, state = member.k, member.n, member.bs, member.model.state
             lr = member.schedule.lr(member.lr0, member.first + i, state.samples_seen)
@@ -376,10 +376,10 @@ class _Run:
                 w_sums[k, :steps] = sums[kept]
             idx[k, :steps, :bs] = rows.reshape(steps, bs)
             counts[k, :steps] = count
-            scalars[k] = [member.opt.step_scalars(state.opt_state, lr) for _ in range(steps)]
+            scalars[k] = _step_scalars(member.opt, state.opt_state, lr, steps, folded)
             shares.append(share.tolist())
             rates.append(lr)
-        table = np.zeros((K, S, max(len(v[0]) for v in scalars.values())))
+        table = np.zeros((K, S, max(v.shape[1] for v in scalars.values())))
         for k, rows_of in scalars.items():
             table[k, :len(rows_of)] = rows_of
         return EpochPlan(idx, counts, weights, w_sums, weighted, table), shares, rates
@@ -427,6 +427,21 @@ class _Run:
             f"training diverged: {what}; the model keeps its weights, optimizer state and "
             f"epoch count from {kept}. Try a smaller lr.")
         member.done = True
+
+
+def _step_scalars(opt, opt_state: dict, lr: float, steps: int, folded: dict) -> np.ndarray:
+    """The update-rule scalars (steps, n) of `steps` steps (Optimizer.step_scalars, which
+    advances the optimizer's host state: Adam's t), folded once for members whose optimizer,
+    lr, host state and step count are the same (`folded` keeps them for the epoch)."""
+    names = opt.state_scalars
+    key = (type(opt), repr(opt.config()), lr, steps, tuple(opt_state[n] for n in names))
+    if key not in folded:
+        scratch = dict(opt_state)
+        rows = np.array([opt.step_scalars(scratch, lr) for _ in range(steps)], np.float64)
+        folded[key] = (rows.reshape(steps, -1), {n: scratch[n] for n in names})
+    rows, after = folded[key]
+    opt_state.update(after)
+    return rows
 
 
 def _epoch_loss(losses: np.ndarray, shares: list[float]) -> float:

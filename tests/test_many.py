@@ -270,3 +270,24 @@ def test_bad_calls_change_nothing():
             accelnn.fit_many(*args, **kwargs)
     assert all((x == y_).all() for x, y_ in zip(before, [_state(a), _state(b)]))
     assert a.state.optimizer is None and a.epoch_ == 0
+
+
+def test_results_do_not_depend_on_numba_threads():
+    """The compiled epoch spreads the members over numba's threads; each member's arithmetic
+    is the same on any thread, so one thread and two give the same bits."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    backend = accelnn.get_backend("numba")
+    X, y = _data()
+    runs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            models = _models(backend, [1, 2, 3], [0.0, 0.1, 0.2])
+            accelnn.fit_many(models, X, y, epochs=3, batch_size=16, optimizer="adam", lr=0.01)
+            runs.append(np.concatenate([_state(m) for m in models]))
+    finally:
+        numba.set_num_threads(before)
+    assert (runs[0] == runs[1]).all()
