@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 from collections import Counter
 
 import numpy as np
 
+from accelnn._data import check_X
 from accelnn.batches import Data
 from accelnn.callbacks import CallbackList, EarlyStopping, History, Stopping
 from accelnn.features import check_feature_names, feature_names
@@ -44,6 +46,7 @@ from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.optimizers import check_lr, get_optimizer
 from accelnn.schedules import get_schedule
 from accelnn.stacked import EpochPlan, Stack
+from accelnn.targets import encode_targets
 from accelnn.training import DivergenceError
 from accelnn.weighting import check_class_weight, check_sample_weight, combined, unless_uniform
 
@@ -166,15 +169,7 @@ def _check(model, X, y, opts: dict, cache: dict) -> _Member:
     if stopper is not None and stopper.monitor.removeprefix("val_") != "loss":
         metrics = tuple(dict.fromkeys((*metrics, stopper.monitor.removeprefix("val_"))))
 
-    key = (id(X), id(y))
-    known = (model.head, model.classes_)
-    hit = cache.get(key)
-    if hit is not None and hit[0] == known[0] and _same(hit[1], known[1]):
-        check_feature_names(getattr(model, "feature_names_in_", None), X)
-        Xd, Yd, head, classes = hit[2]
-    else:
-        Xd, Yd, head, classes = model.encode(X, y, head=model.head, classes=model.classes_)
-        cache[key] = (*known, (Xd, Yd, head, classes))
+    Xd, Yd, head, classes = _encode(model, X, y, cache)
     m = Xd.shape[0]
     weights = combined(check_sample_weight(o["sample_weight"], m), o["class_weight"], y,
                        head.name, classes)
@@ -203,9 +198,24 @@ def _check(model, X, y, opts: dict, cache: dict) -> _Member:
                    bool(o["shuffle"]), lr0)
 
 
-def _same(a, b) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None
-                                         and np.array_equal(a, b))
+def _encode(model, X, y, cache: dict):
+    """model.encode(X, y) (checked device X, device Y, head, classes), with X checked and
+    moved once per X object and Y once per distinct content, so that members sharing data
+    share its device copy (a fold's X handed to every candidate, with targets that each
+    estimator may have copied)."""
+    check_feature_names(getattr(model, "feature_names_in_", None), X)
+    key = (id(X), model.dtype, model.layer_sizes[0])
+    if key not in cache:
+        cache[key] = (X, check_X(model.backend, X, model.dtype, model.layer_sizes[0]))
+    Xd = cache[key][1]
+    head, classes, Y = encode_targets(y, Xd.shape[0], model.layer_sizes[-1], model.head,
+                                      model.classes_)
+    Y = np.ascontiguousarray(Y, dtype=model.dtype)
+    ykey = (id(X), Y.shape, hashlib.blake2b(Y).digest())
+    hit = cache.get(ykey)
+    if hit is None or not np.array_equal(hit[0], Y):
+        hit = cache[ykey] = (Y, model.backend.asarray(Y, model.dtype))
+    return Xd, hit[1], head, classes
 
 
 def _check_stackable(members: list[_Member]) -> None:
