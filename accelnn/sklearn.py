@@ -70,6 +70,7 @@ from accelnn import export
 from accelnn.lbfgs import LBFGS
 from accelnn.model import MLP
 from accelnn.schedules import Adaptive
+from accelnn.search import MLPSearchCV  # noqa: F401  (accelnn.sklearn's third estimator)
 from accelnn.sklearn_support import (
     RECORD,
     Monitor,
