@@ -18,7 +18,9 @@ for layers l = 1..L (accelnn.network has the math of one network):
                not, exactly as its single fit), padding rows zeroed
     backward   dW[l] = A[l-1]^T @ dZ[l], db[l] = sum_rows dZ[l], dZ[l-1] = dZ[l] @ W[l]^T * g'
     L2         dW[l] += l2_k / m_k W[l], loss += l2_k / (2 m_k) sum ||W||^2, per member
-    update     each live member through Backend.update with its rule's scalars for this step
+    update     Backend.update with the rule's scalars of this step, once for all the live
+               members that share them (an elementwise rule: the same numbers as one update
+               per member)
 
 A backend may compile a whole epoch of this (FAST_EPOCHS: the numba backend's loops over the
 members, BLAS GEMMs from compiled code, every elementwise kernel and update rule of its
@@ -116,7 +118,6 @@ class Stack:
         D = [be.empty((K, B, n), dtype) for n in sizes[1:-1]]
         Ws, bs = self.stacked(self.P)[0::2], self.stacked(self.P)[1::2]
         gWs, gbs = self.stacked(self.G)[0::2], self.stacked(self.G)[1::2]
-        states = [self.states[name] for name in self.state_names]
         losses = [[0.0] * S for _ in range(K)]
         for s in range(S):
             counts = plan.counts[:, s]
@@ -154,9 +155,30 @@ class Stack:
             l2_loss = self._add_l2(Ws, gWs, m, live)
             for k in live:
                 losses[k][s] = losses[k][s] + l2_loss[k]
-                be.update(self.rule, [self.P[k]], [self.G[k]], [[a[k]] for a in states],
-                          tuple(float(c) for c in plan.scalars[k, s]))
+            self._update(live, plan.scalars[live, s])
         return np.array([[float(v) for v in row] for row in losses])
+
+    def _update(self, live: np.ndarray, scalars: np.ndarray) -> None:
+        """The update of the members `live`, whose rule scalars are the rows of `scalars`: one
+        Backend.update over the rows of all members with the same scalars (elementwise, so
+        the same numbers as one update per member), on views when they are consecutive rows,
+        else on gathered copies written back."""
+        be, states = self.network.backend, [self.states[n] for n in self.state_names]
+        rows, group = np.unique(scalars, axis=0, return_inverse=True)
+        for g, row in enumerate(rows):
+            ks = live[group.ravel() == g]
+            args = tuple(float(c) for c in row)
+            if ks[-1] - ks[0] == len(ks) - 1:
+                part = slice(int(ks[0]), int(ks[-1]) + 1)
+                be.update(self.rule, [self.P[part]], [self.G[part]], [[a[part]] for a in states],
+                          args)
+                continue
+            idx = be.asarray(ks)
+            P, kept = self.P[idx], [a[idx] for a in states]
+            be.update(self.rule, [P], [self.G[idx]], [[a] for a in kept], args)
+            self.P[idx] = P
+            for a, k in zip(states, kept):
+                a[idx] = k
 
     def _add_l2(self, Ws, gWs, m: np.ndarray, live: np.ndarray) -> np.ndarray:
         """dW += l2_k / m_k W for every layer and member (m_k: the rows of its batch, or the
