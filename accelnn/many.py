@@ -457,7 +457,7 @@ def _step_scalars(opt, opt_state: dict, lr: float, steps: int, folded: dict) -> 
 def _epoch_loss(losses: np.ndarray, shares: list[float]) -> float:
     """The epoch's loss from its steps' losses, each counted by its share (MLP.fit's sum)."""
     total = 0.0
-    for loss, share in zip(losses, shares):
+    for loss, share in zip(losses.tolist(), shares):
         total = loss if share == 1.0 else total + loss * share
     return float(total)
 
