@@ -43,6 +43,7 @@ from accelnn.callbacks import CallbackList, EarlyStopping, History, Stopping
 from accelnn.features import check_feature_names, feature_names
 from accelnn.lbfgs import is_lbfgs
 from accelnn.metrics import check_head, check_metrics, evaluate
+from accelnn.model import MLP
 from accelnn.optimizers import check_lr, get_optimizer
 from accelnn.schedules import get_schedule
 from accelnn.stacked import EpochPlan, Stack
@@ -67,9 +68,8 @@ def fit_many(models, X=None, y=None, *, each=None, **options) -> list[History]:
     validation_split, early_stopping, metrics, callbacks, sample_weight, class_weight);
     each: a list of one dict per model of the arguments that differ for it. A callback
     object given to several models is called for every one of them, with that model. A
-    schedule object is used as
-    MLP.fit uses it (its state changes), but one given to several models is copied for each
-    (a schedule's state is one model's).
+    schedule object is used as MLP.fit uses it (its state changes), but one given to several
+    models is copied for each (a schedule's state is one model's).
 
     A model whose loss becomes NaN or Inf is rolled back to the start of its last finite
     epoch, as MLP.fit does, and stops; its History's `error` holds the DivergenceError
@@ -81,8 +81,6 @@ def fit_many(models, X=None, y=None, *, each=None, **options) -> list[History]:
     checkpoint, resume_from, L-BFGS or verbose (not supported here), and models that differ
     in layer sizes, activations, dtype, backend, output or the optimizer's update rule;
     RuntimeError for a model that another thread is training."""
-    from accelnn.model import MLP
-
     models = list(models)
     if not models:
         raise ValueError("fit_many needs at least one model")

@@ -118,7 +118,7 @@ class Stack:
         D = [be.empty((K, B, n), dtype) for n in sizes[1:-1]]
         Ws, bs = self.stacked(self.P)[0::2], self.stacked(self.P)[1::2]
         gWs, gbs = self.stacked(self.G)[0::2], self.stacked(self.G)[1::2]
-        losses = [[0.0] * S for _ in range(K)]
+        losses = xp.zeros((K, S), dtype=np.float64)  # on the device: no sync until the end
         for s in range(S):
             counts = plan.counts[:, s]
             live = np.flatnonzero(counts)
@@ -141,7 +141,7 @@ class Stack:
                     if plan.weighted[k]:
                         w = be.asarray(plan.weights[k, s, :n].reshape(-1, 1), dtype) * (
                             1.0 / plan.weight_sums[k, s])
-                    losses[k][s] = be.loss_delta(Z[k, :n], Yb[k, :n], head, Z[k, :n], w)
+                    losses[k, s] = be.loss_delta(Z[k, :n], Yb[k, :n], head, Z[k, :n], w)
             delta = Z
             for l in reversed(range(L)):
                 A_prev = A[l - 1] if l else Xb
@@ -153,10 +153,10 @@ class Stack:
                     delta = D[l - 1]
             m = np.where(plan.weighted, plan.weight_sums[:, s], counts).astype(np.float64)
             l2_loss = self._add_l2(Ws, gWs, m, live)
-            for k in live:
-                losses[k][s] = losses[k][s] + l2_loss[k]
+            if l2_loss is not None:
+                losses[:, s] += l2_loss
             self._update(live, plan.scalars[live, s])
-        return np.array([[float(v) for v in row] for row in losses])
+        return be.to_numpy(losses)
 
     def _update(self, live: np.ndarray, scalars: np.ndarray) -> None:
         """The update of the members `live`, whose rule scalars are the rows of `scalars`: one
@@ -180,14 +180,15 @@ class Stack:
             for a, k in zip(states, kept):
                 a[idx] = k
 
-    def _add_l2(self, Ws, gWs, m: np.ndarray, live: np.ndarray) -> np.ndarray:
+    def _add_l2(self, Ws, gWs, m: np.ndarray, live: np.ndarray):
         """dW += l2_k / m_k W for every layer and member (m_k: the rows of its batch, or the
         sum of their weights); returns each member's L2 loss term l2_k / (2 m_k) sum ||W||^2
-        (K,) on the host, 0 for members without L2 or without a step."""
+        as a (K,) float64 device array, 0 for members without L2 or without a step; None
+        when no live member has L2."""
         K = self.n_models
         l2 = np.where(np.isin(np.arange(K), live), self.l2, 0.0)
         if not l2.any():
-            return np.zeros(K)
+            return None
         be, xp, dtype = self.network.backend, self.network.backend.xp, self.network.dtype
         with np.errstate(divide="ignore", invalid="ignore"):
             c = np.where(l2 > 0, l2 / m, 0.0)
@@ -195,8 +196,8 @@ class Stack:
         squares = 0.0
         for W, gW in zip(Ws, gWs):
             gW += scale * W
-            squares = squares + be.to_numpy(xp.sum(W * W, axis=(1, 2)))
-        return np.where(l2 > 0, c / 2 * squares, 0.0)
+            squares = squares + xp.sum(W * W, axis=(1, 2), dtype=np.float64)
+        return be.asarray(c / 2) * squares
 
 
 def _fast_epoch(network, head, rule: Rule):
