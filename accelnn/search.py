@@ -197,12 +197,15 @@ def _fit_alone(plan):
 
 def _fit_together(plans: list) -> list:
     """The histories of the plans' models trained in one fit_many (a diverged one: its
-    DivergenceError); the plans one by one when fit_many refuses them (before any model
-    changes), so that each refusal is its own plan's."""
+    DivergenceError); the plans one by one when fit_many refuses them, so that each refusal
+    is its own plan's. (A search's plans have fresh models, which fit_many's refusals leave
+    without an optimizer; an error after training began is raised.)"""
     try:
         histories = fit_many([p.model for p in plans],
                              each=[{"X": p.X, "y": p.Y, **p.options} for p in plans])
     except (ValueError, TypeError):
+        if any(p.model.state.optimizer is not None for p in plans):
+            raise
         return [_fit_alone(p) for p in plans]
     return [h if h.error is None else h.error for h in histories]
 

@@ -124,6 +124,26 @@ def test_failing_candidates_score_error_score():
         MLPSearchCV(est, {"alpha": [-1.0]}, cv=2).fit(X, y)
 
 
+@pytest.mark.filterwarnings("ignore:One or more of the test scores are non-finite")
+def test_a_fit_that_mlp_fit_refuses_inside_a_group(monkeypatch):
+    """A class_weight naming a label that is not a class passes the estimator's checks and is
+    refused by MLP.fit: the group's one pass is refused before any model changes, and its
+    fits run one by one, each failing or not on its own."""
+    X, y = _data()
+    est = MLPClassifier(hidden_layer_sizes=(5,), batch_size=16, max_iter=3, random_state=0,
+                        backend="numba")
+    grid = {"class_weight": [None, {7: 2.0}], "alpha": [1e-4, 1e-2]}
+    passes = []
+    real = search.fit_many
+    monkeypatch.setattr(search, "fit_many",
+                        lambda models, **kw: passes.append(len(models)) or real(models, **kw))
+    with pytest.warns(FitFailedWarning, match="class_weight"):
+        a, _ = _both(est, grid, X, y, cv=2)
+    assert passes == [8]
+    refused = [p["class_weight"] is not None for p in a.cv_results_["params"]]
+    assert (np.isnan(a.cv_results_["mean_test_score"]) == refused).all()
+
+
 def test_only_accelnn_estimators():
     from sklearn.linear_model import LogisticRegression
 
