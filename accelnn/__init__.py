@@ -12,15 +12,17 @@ from accelnn.backends import (
     use_backend,
 )
 from accelnn.callbacks import Callback, EarlyStopping, History
+from accelnn.ensemble import Ensemble
 from accelnn.gradcheck import gradcheck
 from accelnn.lbfgs import LBFGS
+from accelnn.many import fit_many
 from accelnn.model import MLP
 from accelnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from accelnn.training import DivergenceError
 
 __all__ = [
     "MLP", "History", "DivergenceError", "EarlyStopping", "Callback", "LBFGS", "gradcheck",
-    "datasets", "schedules",
+    "fit_many", "Ensemble", "datasets", "schedules",
     "Backend", "BackendError", "get_backend", "set_backend", "use_backend", "available_backends",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The `accelnn` command: `info`, `demo`, `bench`, `train`, `predict`."""
+"""The `accelnn` command: `info`, `demo`, `bench`, `bench-many`, `train`, `predict`."""
 
 from __future__ import annotations
 
@@ -76,8 +76,15 @@ def _bench(args) -> int:
     return main(args)
 
 
+def _bench_many(args) -> int:
+    from accelnn.bench.many import main
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from accelnn.bench import add_arguments
+    from accelnn.bench.many import add_arguments as add_many_arguments
     from accelnn.predict_cli import add_predict_parser
     from accelnn.train_cli import add_train_parser
 
@@ -110,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seeds the data and the weights (default: %(default)s)")
     add_arguments(sub.add_parser("bench", help="throughput and numerical agreement of every "
                                                "backend (and PyTorch/JAX peers), side by side"))
+    add_many_arguments(sub.add_parser("bench-many", help="many_models: K tabular networks in "
+                                                         "one pass against K sequential fits"))
     add_train_parser(sub)
     add_predict_parser(sub)
     return parser
@@ -121,8 +130,8 @@ def main(argv=None) -> int:
     from accelnn.train_cli import run_train
 
     args = build_parser().parse_args(argv)
-    handler = {"info": _info, "demo": _demo, "bench": _bench, "train": run_train,
-               "predict": run_predict}[args.command]
+    handler = {"info": _info, "demo": _demo, "bench": _bench, "bench-many": _bench_many,
+               "train": run_train, "predict": run_predict}[args.command]
     try:
         return handler(args)
     except (BackendError, ValueError, TypeError, ImportError, OSError, RuntimeError,

@@ -70,6 +70,7 @@ from accelnn import export
 from accelnn.lbfgs import LBFGS
 from accelnn.model import MLP
 from accelnn.schedules import Adaptive
+from accelnn.search import MLPSearchCV  # noqa: F401  (accelnn.sklearn's third estimator)
 from accelnn.sklearn_support import (
     RECORD,
     Monitor,
@@ -123,6 +124,25 @@ class _BaseMLP(BaseEstimator):
         return X, y, attrs
 
     def _fit(self, X, y, *, incremental: bool, classes=None, sample_weight=None):
+        plan = self._plan(X, y, incremental=incremental, classes=classes,
+                          sample_weight=sample_weight)
+        try:
+            history = plan.model.fit(plan.X, plan.Y, **plan.options)
+        except BaseException:
+            plan.fail()
+            raise
+        plan.finish(history)
+        return self
+
+    def fit_plan(self, X, y, sample_weight=None) -> FitPlan:
+        """`fit(X, y, sample_weight)` prepared but not run: every check done and the model
+        built, the estimator unchanged. `plan.model.fit(plan.X, plan.Y, **plan.options)` (or
+        accelnn.fit_many over several plans' models, which trains each exactly so) trains it;
+        then `plan.finish(history)` completes the estimator as fit does, or `plan.fail()`
+        after the training raised. Rejects what fit rejects."""
+        return self._plan(X, y, incremental=False, sample_weight=sample_weight)
+
+    def _plan(self, X, y, *, incremental: bool, classes=None, sample_weight=None) -> FitPlan:
         # Everything that can reject the fit runs first, into locals: the estimator changes
         # only in _commit, once the model has trained (or failed after training began).
         if incremental and self.early_stopping:
@@ -177,32 +197,12 @@ class _BaseMLP(BaseEstimator):
                           adaptive=isinstance(rec._schedule, Adaptive),
                           rows=0 if lbfgs else X.shape[0], verbose=bool(self.verbose))
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else self.batch_size
-        try:
-            # MLP.fit checks (X, Y, weights), labels included, before it changes the model.
-            history = mlp.fit(X, Y, epochs=1 if incremental else self.max_iter,
-                              batch_size=None if lbfgs else int(batch_size),
-                              optimizer=optimizer, lr_schedule=rec._schedule,
-                              shuffle=bool(self.shuffle), callbacks=[monitor],
-                              sample_weight=sw, class_weight=class_weight)
-        except BaseException:
-            if monitor.epochs:  # it trained before failing: keep the record with the model
-                monitor.keep(mlp)
-                self._commit(mlp, attrs, rec)
-            raise
-        if monitor.best_weights is not None:
-            mlp.set_weights(monitor.best_weights)
-        if lbfgs and not history.epochs:  # converged where it started: no iteration
-            rec.loss_ = mlp.loss(X, Y, sample_weight=sw)
-        self._commit(mlp, attrs, rec)
-        if lbfgs and not history.converged:
-            warnings.warn(f"lbfgs failed to converge after {rec.n_iter_} iteration(s): "
-                          f"{history.message}. Increase the number of iterations (max_iter, "
-                          f"max_fun) or scale the data", ConvergenceWarning, stacklevel=3)
-        elif not (incremental or lbfgs or mlp.stop_training):
-            warnings.warn(f"{type(self).__name__}: the maximum of {self.max_iter} epochs "
-                          f"(max_iter) was reached before the optimization converged",
-                          ConvergenceWarning, stacklevel=3)
-        return self
+        # MLP.fit checks (X, Y, weights), labels included, before it changes the model.
+        options = dict(epochs=1 if incremental else self.max_iter,
+                       batch_size=None if lbfgs else int(batch_size), optimizer=optimizer,
+                       lr_schedule=rec._schedule, shuffle=bool(self.shuffle),
+                       callbacks=[monitor], sample_weight=sw, class_weight=class_weight)
+        return FitPlan(self, mlp, X, Y, options, attrs, rec, monitor, incremental)
 
     def _own_params(self, incremental: bool):
         """Check the subclass's own parameters; returns the class_weight to train with."""
@@ -293,6 +293,42 @@ class _BaseMLP(BaseEstimator):
         if state.get("_mlp") is not None:
             state = {**state, "_mlp": model_from_bytes(state["_mlp"], state["backend"])}
         super().__setstate__(state)
+
+
+class FitPlan:
+    """A prepared estimator fit (see `_BaseMLP.fit_plan`): `model` (the accelnn MLP), `X` and
+    `Y` (the rows it trains on, after the early-stopping split) and `options` (MLP.fit's
+    keyword arguments, scikit-learn's stopping rule among the callbacks)."""
+
+    def __init__(self, est, model, X, Y, options, attrs, rec, monitor, incremental):
+        self.est, self.model, self.X, self.Y, self.options = est, model, X, Y, options
+        self.attrs, self.rec, self.monitor, self.incremental = attrs, rec, monitor, incremental
+
+    def finish(self, history) -> None:
+        """Complete the estimator after the model trained: the best validation weights, the
+        record, the fitted attributes, and scikit-learn's ConvergenceWarning."""
+        mlp, rec, est = self.model, self.rec, self.est
+        lbfgs = isinstance(self.options["optimizer"], LBFGS)
+        if self.monitor.best_weights is not None:
+            mlp.set_weights(self.monitor.best_weights)
+        if lbfgs and not history.epochs:  # converged where it started: no iteration
+            rec.loss_ = mlp.loss(self.X, self.Y, sample_weight=self.options["sample_weight"])
+        est._commit(mlp, self.attrs, rec)
+        if lbfgs and not history.converged:
+            warnings.warn(f"lbfgs failed to converge after {rec.n_iter_} iteration(s): "
+                          f"{history.message}. Increase the number of iterations (max_iter, "
+                          f"max_fun) or scale the data", ConvergenceWarning, stacklevel=4)
+        elif not (self.incremental or lbfgs or mlp.stop_training):
+            warnings.warn(f"{type(est).__name__}: the maximum of {est.max_iter} epochs "
+                          f"(max_iter) was reached before the optimization converged",
+                          ConvergenceWarning, stacklevel=4)
+
+    def fail(self) -> None:
+        """After the training raised: when it trained before failing, the estimator keeps the
+        model with the record of the epochs the model kept."""
+        if self.monitor.epochs:
+            self.monitor.keep(self.model)
+            self.est._commit(self.model, self.attrs, self.rec)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

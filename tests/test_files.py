@@ -306,8 +306,13 @@ def test_a_ctrl_c_right_after_the_temporary_file_is_made_removes_it(tmp_path, mo
         return made
 
     monkeypatch.setattr(files, "_create", create_then_sigint)
-    with pytest.raises(KeyboardInterrupt):
-        write_atomic(tmp_path / "m.npz", lambda f: f.write(b"new"))
+    # Python's own Ctrl-C handler, which a shell may have replaced by "ignore" (CI, nohup)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_atomic(tmp_path / "m.npz", lambda f: f.write(b"new"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert list(tmp_path.iterdir()) == []
 
 
