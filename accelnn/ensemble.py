@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from accelnn._version import __version__
+from accelnn.files import write_atomic
 from accelnn.many import fit_many
 from accelnn.model import MLP
 from accelnn.sklearn_support import model_bytes, model_from_bytes
@@ -127,28 +127,16 @@ class Ensemble:
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:
-        """Write the ensemble to one .npz file, atomically: a JSON header (format, version,
-        bootstrap, the ensemble RNG's state) and every member as its MLP.save file's bytes.
-        It loads without pickle."""
+        """Write the ensemble to one .npz file, atomically (accelnn.files.write_atomic): a
+        JSON header (format, version, bootstrap, the ensemble RNG's state) and every member as
+        its MLP.save file's bytes. It loads without pickle."""
         header = {"format": FORMAT, "format_version": FORMAT_VERSION,
                   "accelnn_version": __version__, "n_models": self.n_models,
                   "bootstrap": self.bootstrap, "rng_state": self.rng.bit_generator.state}
         arrays = {"header": np.array(json.dumps(header))}
         for k, model in enumerate(self.members):
             arrays[f"member{k}"] = np.frombuffer(model_bytes(model), dtype=np.uint8)
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".accelnn-", suffix=".tmp",
-                                   dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path, *, backend=None) -> Ensemble:
