@@ -277,12 +277,7 @@ def test_progress_is_a_tqdm_bar_on_a_terminal():
     tty = _Tty()
     bar = bench.Progress(2, tty)
     assert bar.bar is not None
-    bar.row(report_row := {"config": "seed", "layers": [2, 4, 1], "batch": 400,
-                           "phase": "predict", "dtype": "float32", "backend": "numba",
-                           "peer": False, "status": "ok", "within_limit": True,
-                           "median_s": 2e-5, "samples_per_s": 2e7, "attempts": 1,
-                           "blocks": 3, "dropped_blocks": 0, "noisy": None})
-    assert "seed" in bench.row_line(report_row)
+    bar.row(_rec("seed", "numba", 5e7))
     bar.close()
     assert "accelnn bench" in tty.getvalue() and "2/2" not in tty.getvalue()
     assert bench.Progress(0, _Tty()).bar is None  # progress=False: silent
@@ -379,11 +374,12 @@ def test_a_block_is_contaminated_by_foreign_load_it_competed_with():
 def test_contaminated_blocks_are_dropped_and_re_measured(monkeypatch):
     monkeypatch.setattr(measuring, "SLOW_BLOCK", 1e9)  # judge by the counters alone
     monkeypatch.setattr(measuring, "SPREAD_LIMIT", 1e9)
-    # Readings 1-4 (blocks 1 and 2, the first round) see 1.5 CPUs of foreign load.
+    # Readings 1-4 (blocks 1 and 2: the first round, or more when a block is preempted) see
+    # 1.5 CPUs of foreign load.
     monitor = _monitor(lambda n: 1.5 if n <= 4 else 0.0)
     t = bench.measure(_spin(0.002), lambda: None, 0.01, 3, monitor)
     assert t.blocks >= 3 and t.dropped == 2 and monitor.contaminated == 2
-    assert t.attempts == 2 and t.noisy is None  # re-measured, then clean
+    assert t.attempts >= 2 and t.noisy is None  # re-measured, then clean
     assert t.kept < t.samples and t.foreign_cpu_s > 0
     assert 0.0015 < t.median_s < 0.01
 
@@ -399,10 +395,10 @@ def test_a_row_that_stays_busy_is_marked_noisy(monkeypatch):
 def test_without_proc_stat_the_spread_alone_is_judged():
     monitor = bench.LoadMonitor(read_stat=lambda: None)
     assert not monitor.available and not monitor.pressure
-    slow = iter([0.0005] + [0.01] * 2 + [0.0005] * 1000)  # after calibration, a slow block
+    slow = iter([0.0005] + [0.03] * 2 + [0.0005] * 1000)  # after calibration, a slow block
     t = bench.measure(lambda: _spin(next(slow))(), lambda: None, 0.02, 3, monitor, attempts=1)
     assert t.foreign_cpu_s is None and t.dropped >= 1
-    assert t.median_s < 0.002
+    assert t.median_s < 0.015  # the slow block (0.03 s a call) is not in it
     text = bench.load_line({**monitor.summary(), "rows_remeasured": 0, "rows_noisy": 0})
     assert "no /proc/stat" in text and "spread" in text
 
@@ -413,7 +409,9 @@ def test_a_busy_run_re_measures_and_marks_its_rows_and_says_so(monkeypatch, caps
     out = capsys.readouterr().out
     assert code == 0  # noise is reported, never a failure
     rows = [line for line in out.splitlines() if line.startswith("| seed")]
-    assert len(rows) == 4 and all("noisy: machine busy (3 rounds" in line for line in rows)
+    assert len(rows) == 4
+    for line in rows:
+        assert "noisy: machine busy (3 rounds" in line, line
     assert re.search(r"Load: machine BUSY: other processes used 7\d% of its 2 CPUs", out)
     quiet = bench.run(configs=["seed"], backends=["numpy"], dtypes=["float32"], quick=True,
                       min_time=0.005, progress=False, monitor=_quiet_monitor())
@@ -421,9 +419,77 @@ def test_a_busy_run_re_measures_and_marks_its_rows_and_says_so(monkeypatch, caps
     assert quiet["load"]["foreign_share"] == pytest.approx(0.0, abs=0.01)
 
 
-def test_the_table_shows_layers_and_batch(report):
+# ---------------------------------------------------------------------- recommendation
+def _rec(config, backend, sps, *, phase="train_step", dtype="float32", iqr=0.02, noisy=None,
+         status="ok", within=True):
+    peer = backend in bench.PEERS
+    median = sps and 128 / sps
+    return {"config": config, "layers": [784, 256, 10], "batch": 128, "phase": phase,
+            "dtype": dtype, "backend": backend, "peer": peer, "status": status,
+            "error": None if status == "ok" else "RuntimeError: boom",
+            "within_limit": None if peer else within, "median_s": median,
+            "iqr_s": sps and iqr * median, "samples_per_s": sps if status == "ok" else None,
+            "noisy": noisy, "attempts": 1, "blocks": 3, "dropped_blocks": 0}
+
+
+def test_recommendation_names_a_clear_winner_with_its_ratio():
+    (rec,) = bench.recommend([_rec("mnist", "numpy", 100e3), _rec("mnist", "numba", 150e3),
+                              _rec("mnist", "numpy-plain", 300e3)])  # a peer: context only
+    assert rec["backend"] == "numba" and rec["ratio"] == pytest.approx(1.5)
+    assert rec["text"].startswith("mnist [784, 256, 10], batch 128 (float32): numba, 1.50x "
+                                  "numpy's train-step throughput")
+    assert "peers: numpy-plain 2.00x numba" in rec["text"]
+
+
+def test_recommendation_says_either_within_the_noise_and_on_a_tie():
+    close, tie = bench.recommend([
+        _rec("mnist", "numpy", 100e3), _rec("mnist", "numba", 108e3),
+        _rec("deep", "numpy", 50e3), _rec("deep", "numba", 50e3)])
+    assert close["backend"] is None and close["either"] == ["numba", "numpy"]
+    assert "either numba or numpy" in close["text"] and "1.08x" in close["text"]
+    assert tie["backend"] is None and set(tie["either"]) == {"numpy", "numba"}
+    # The margin grows with the rows' spread, and a noisy row counts as at least 100%.
+    (wide,) = bench.recommend([_rec("w", "numpy", 100e3, iqr=0.2), _rec("w", "numba", 120e3)])
+    assert wide["either"] and wide["margin"] == pytest.approx(0.22)
+    (busy,) = bench.recommend([_rec("m", "numpy", 100e3, noisy="machine busy"),
+                               _rec("m", "numba", 140e3)])
+    assert busy["backend"] is None and busy["noisy"] and "machine busy" in busy["text"]
+    (far,) = bench.recommend([_rec("s", "numpy", 10e6, noisy="machine busy"),
+                              _rec("s", "numba", 50e6, noisy="machine busy")])
+    assert far["backend"] == "numba"  # 5x is beyond any noise
+
+
+def test_recommendation_with_one_backend_and_failures():
+    (alone,) = bench.recommend([_rec("seed", "numpy", 1e6), _rec("seed", "numpy-plain", 2e6)])
+    assert alone["backend"] == "numpy" and "the only accelnn backend measured" in alone["text"]
+    (failed,) = bench.recommend([_rec("seed", "numpy", 1e6),
+                                 _rec("seed", "numba", 9e6, within=False),
+                                 _rec("seed", "cupy", None, status="failed")])
+    assert failed["backend"] == "numpy" and set(failed["excluded"]) == {"numba", "cupy"}
+    (none,) = bench.recommend([_rec("seed", "numpy-plain", 1e6)])
+    assert none["backend"] is None and "no accelnn backend ran" in none["text"]
+
+
+def test_recommendation_weighs_the_training_phase_in_the_default_dtype():
+    records = [_rec("m", "numpy", 100e3, phase="predict"), _rec("m", "numba", 300e3,
+                                                                phase="predict"),
+               _rec("m", "numpy", 300e3, dtype="float64"), _rec("m", "numba", 100e3,
+                                                                dtype="float64")]
+    (rec,) = bench.recommend(records)
+    assert (rec["phase"], rec["dtype"], rec["backend"]) == ("train_step", "float64", "numpy")
+    (rec,) = bench.recommend(records + [_rec("m", "numpy", 100e3), _rec("m", "numba", 200e3)])
+    assert (rec["phase"], rec["dtype"], rec["backend"]) == ("train_step", "float32", "numba")
+    (rec,) = bench.recommend(records[:2])
+    assert (rec["phase"], rec["backend"]) == ("predict", "numba")
+    assert "3.00x numpy's predict throughput" in rec["text"]
+
+
+def test_the_table_and_recommendation_show_layers_and_batch(report):
     text = bench.to_markdown(report)
     assert "| seed [2, 4, 1] | predict |" in text
+    assert "## Which backend to use on this machine" in text
+    assert "- seed [2, 4, 1], batch 400 (float32): " in text
+    assert text.index("## Which backend") > text.index("| seed [2, 4, 1]")  # it ends the report
     assert layers_text([64, 128, 128, 128, 128, 128, 128, 10]) == "[64, 128 x 6, 10]"
     assert layers_text([784, 256, 10]) == "[784, 256, 10]"
 

@@ -28,7 +28,9 @@ A row without enough clean samples, or with too wide a spread, is measured again
 rounds) and marked noisy if it stays so. The report's header says how much CPU other processes
 used during the run; without /proc/stat (not Linux) only the spread is judged, and it says so.
 
-Progress (progress.py): each row is reported on stderr as it finishes.
+Progress (progress.py): each row is reported on stderr as it finishes. Recommendation
+(recommend.py): per configuration, the accelnn backend to use, named alone only when it leads
+the others by more than the noise, with the ratio behind it.
 
 FLOPs count the GEMMs only (bias, activations and the update are a small extra), exactly:
 predict 2 m sum(n_in n_out); a train step adds dW = A_prev.T @ dZ for every layer and
@@ -59,6 +61,7 @@ from .configs import (
     LR,
     PEERS,
     PHASES,
+    RECOMMEND_BY,
     SCHEMA,
     WEIGHTS_LIMITS,
     BenchError,
@@ -72,16 +75,17 @@ from .load import LoadMonitor, parse_proc_stat, read_proc_stat
 from .measuring import Timing, agreement, measure, reference, rel_err, time_once
 from .peers import JaxSubject, PlainNumpySubject, TorchSubject
 from .progress import Progress, row_line
+from .recommend import recommend
 from .report import compare, load_line, plot, to_markdown
 from .runner import parse_names, run
 from .subjects import PEER_CLASSES, ModelSubject, backend_names, make_subject, unavailable_reason
 
 __all__ = [
     "AGREEMENT_STEPS", "CONFIGS", "DTYPES", "ERR_LIMITS", "LR", "PEERS", "PEER_CLASSES", "PHASES",
-    "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs",
+    "RECOMMEND_BY", "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs",
     "JaxSubject", "LoadMonitor", "ModelSubject", "PlainNumpySubject", "Progress", "Timing",
     "TorchSubject", "add_arguments", "agreement", "backend_names", "compare", "gemm_operands",
     "load_line", "main", "make_inputs", "make_subject", "measure", "parse_names",
-    "parse_proc_stat", "plot", "read_proc_stat", "reference", "rel_err",
+    "parse_proc_stat", "plot", "read_proc_stat", "recommend", "reference", "rel_err",
     "row_line", "run", "time_once", "to_markdown", "unavailable_reason",
 ]

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "JIT compile time) and numerical agreement with a float64 NumPy "
                           "reference, of every backend on the standard configurations.")
     parser.epilog = ("Progress: one line per finished row on stderr (a tqdm bar on a terminal "
-                     "when tqdm is installed). The table goes to stdout; each file written is "
-                     "named on stderr. "
+                     "when tqdm is installed). The table, ending with the recommended backend "
+                     "per configuration, goes to stdout; each file written is named on stderr. "
                      "Exit status: 0; 1 when an accelnn backend's row failed or is beyond its "
                      "error limit or --compare found a regression in one (peers and rows "
                      "marked noisy are reported, not judged); 2 for unknown names or bad "

@@ -1,8 +1,9 @@
-"""Reporting: the report as Markdown (a header saying how busy the machine was, then the table),
-the comparison with an earlier report, and a PNG bar chart of samples/s."""
+"""Reporting: the report as Markdown (a header saying how busy the machine was, the table, the
+recommendation), the comparison with an earlier report, and a PNG bar chart of samples/s."""
 
 from __future__ import annotations
 
+from .recommend import recommend
 from .text import check_text, fmt_count, fmt_time, layers_text
 
 BUSY_SHARE = 0.10  # the header calls the machine busy when others used this share of its CPUs
@@ -119,6 +120,13 @@ def to_markdown(report: dict) -> str:
                          f"| {fmt_count(c['old_samples_per_s'])} "
                          f"| {fmt_count(c['samples_per_s'])} | {c['ratio']:.2f}x "
                          f"| {verdict} |")
+    recs = recommend(report["records"])
+    if recs:
+        lines += ["", "## Which backend to use on this machine", "",
+                  "The fastest accelnn backend per configuration, named alone only when it "
+                  "leads every other one by more than the noise of their timings (peers are "
+                  "context, never recommended):", ""]
+        lines += [f"- {rec['text']}" for rec in recs]
     return "\n".join(lines) + "\n"
 
 
