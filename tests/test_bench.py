@@ -172,6 +172,18 @@ def test_cli_writes_json_markdown_and_plot_and_names_them(tmp_path, capsys):
         assert f"wrote plot: {png}" in captured.err
 
 
+def test_plot_axis_is_linear_from_zero(report, tmp_path):
+    pytest.importorskip("matplotlib")
+    fig = bench.plot(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert len(fig.axes) == 4  # (predict, train_step) x (float32, float64)
+    for ax in fig.axes:
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+        assert "relative to numpy" in ax.get_ylabel()
+        heights = [p.get_height() for p in ax.patches]
+        assert heights[0] == pytest.approx(1.0)  # numpy's own bar
+
+
 def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

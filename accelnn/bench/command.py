@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     parser.add_argument("--plot", metavar="PATH",
-                        help="write a PNG bar chart of samples/s (needs matplotlib: "
-                             "pip install 'accelnn[bench]')")
+                        help="write a PNG bar chart of throughput relative to numpy, linear "
+                             "from 0 (needs matplotlib: pip install 'accelnn[bench]')")
     parser.add_argument("--compare", metavar="OLD_JSON",
                         help="ratio of samples/s to an earlier --json report; accelnn rows "
                              "slower by more than --threshold are regressions")

@@ -1,8 +1,9 @@
 """Reporting: the report as Markdown (a header saying how busy the machine was, the table, the
-recommendation), the comparison with an earlier report, and a PNG bar chart of samples/s."""
+recommendation), the comparison with an earlier report, and a PNG bar chart of throughput."""
 
 from __future__ import annotations
 
+from .configs import PEERS
 from .recommend import recommend
 from .text import check_text, fmt_count, fmt_time, layers_text
 
@@ -130,36 +131,59 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict, path) -> None:
-    """A PNG bar chart of samples/s (log scale): one panel per (phase, dtype), configs along x,
-    one bar per backend."""
+def plot(report: dict, path):
+    """A PNG bar chart, one panel per (phase, dtype), configurations along x, one bar per backend:
+    throughput relative to numpy (or to the run's first backend without numpy) on a linear axis
+    from 0, so a bar twice as tall is twice as fast; each bar is labelled with its samples/s,
+    and rows marked noisy are hatched. Returns the matplotlib Figure (closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     s = report["settings"]
     ok = [r for r in report["records"] if r["samples_per_s"]]
     backends = [b for b in s["backends"] if any(r["backend"] == b for r in ok)]
+    base = "numpy" if "numpy" in backends else (backends or ["-"])[0]
     fig, axes = plt.subplots(len(s["phases"]), len(s["dtypes"]), squeeze=False,
-                             figsize=(4.5 * len(s["dtypes"]), 3.5 * len(s["phases"])))
+                             figsize=(5.5 * len(s["dtypes"]), 4 * len(s["phases"])))
     width = 0.8 / max(len(backends), 1)
+    labels = {r["config"]: f"{r['config']}\n{layers_text(r['layers'])}\nbatch {r['batch']}"
+              for r in report["records"]}
     for i, phase in enumerate(s["phases"]):
         for j, dtype in enumerate(s["dtypes"]):
             ax = axes[i][j]
+            cell = {(r["config"], r["backend"]): r for r in ok
+                    if (r["phase"], r["dtype"]) == (phase, dtype)}
             for k, b in enumerate(backends):
-                got = {r["config"]: r["samples_per_s"] for r in ok
-                       if (r["phase"], r["dtype"], r["backend"]) == (phase, dtype, b)}
-                xs = [x + k * width for x, c in enumerate(s["configs"]) if c in got]
-                ax.bar(xs, [got[c] for c in s["configs"] if c in got], width, label=b)
+                xs, ys, rows = [], [], []
+                for x, c in enumerate(s["configs"]):
+                    if (c, b) in cell and (c, base) in cell:
+                        r = cell[c, b]
+                        xs.append(x + k * width)
+                        ys.append(r["samples_per_s"] / cell[c, base]["samples_per_s"])
+                        rows.append(r)
+                bars = ax.bar(xs, ys, width, color=f"C{k}")
+                for bar, r in zip(bars, rows):
+                    if r["noisy"]:
+                        bar.set_hatch("//")
+                ax.bar_label(bars, [fmt_count(r["samples_per_s"]) for r in rows],
+                             rotation=90, fontsize=7, padding=2)
             ax.set_xticks([x + width * (len(backends) - 1) / 2
-                           for x in range(len(s["configs"]))], s["configs"])
-            ax.set_yscale("log")
+                           for x in range(len(s["configs"]))],
+                          [labels.get(c, c) for c in s["configs"]], fontsize=8)
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # linear from 0, room for the labels
+            ax.axhline(1.0, color="grey", linewidth=0.8)
             ax.set_title(f"{phase}, {dtype}")
-            ax.set_ylabel("samples/s")
-    axes[0][0].legend()
-    fig.suptitle(f"accelnn bench: {report['machine'].get('cpu')}")
+            ax.set_ylabel(f"throughput relative to {base} (= 1)")
+    axes[0][0].legend(handles=[Patch(color=f"C{k}", label=f"{b} (peer)" if b in PEERS else b)
+                               for k, b in enumerate(backends)] +
+                      [Patch(facecolor="white", edgecolor="black", hatch="//", label="noisy")],
+                      fontsize=8)
+    fig.suptitle(f"accelnn bench: {report['machine'].get('cpu')} (bars: samples/s; "
+                 f"hatched: noisy)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
+    return fig
