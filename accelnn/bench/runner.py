@@ -4,6 +4,7 @@ checked with every step guarded, gathered into the report (the JSON document).""
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import time
 
@@ -73,7 +74,7 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     records, gemm_rates = [], []
     bar = Progress(len(configs) * len(dtypes) * len(runnable) * len(phases)
                    if progress else 0)
-    timing = {"min_time": min_time, "min_samples": min_samples, "monitor": monitor}
+    timed = functools.partial(measure, min_samples=min_samples, monitor=monitor)
     for config in configs:
         for dtype in dtypes:
             inputs = make_inputs(config, dtype, seed)
@@ -83,7 +84,7 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
                 ref, ref_error = None, f"reference failed: {_error_text(exc)}"
             for name in runnable:
                 rows, gemm = _bench_subject(name, config, dtype, inputs, phases, ref,
-                                            ref_error, timing, bar.row)
+                                            ref_error, min_time, timed, bar.row)
                 records += rows
                 if gemm:
                     gemm_rates.append(gemm)
@@ -109,9 +110,10 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     }
 
 
-def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, timing, done):
+def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time, timed, done):
     """The rows of one backend on one (config, dtype), and its GEMM rates; `done(row)` is
-    called as each row is finished. timing: measure's min_time, min_samples and monitor. Every
+    called as each row is finished. timed(fn, sync, min_time, ...) is `measure` with the run's
+    min_samples and load monitor. Every
     step is guarded: what raises marks the rows failed with the error, the rest is kept. A
     peer's errors are measured but not judged (within_limit stays None)."""
     measured = dict.fromkeys(("device", "error", "median_s", "q1_s", "q3_s", "iqr_s", "calls",
@@ -155,16 +157,14 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, timing, 
 
     def gemm_seconds(g: Gemm) -> float:
         if g not in seconds:
-            seconds[g] = measure(subject.gemm(g), subject.synchronize,
-                                 timing["min_time"] / len(shapes), timing["min_samples"],
-                                 timing["monitor"], attempts=1).median_s
+            seconds[g] = timed(subject.gemm(g), subject.synchronize, min_time / len(shapes),
+                               attempts=1).median_s
         return seconds[g]
 
     for p, (fn, first_s) in first.items():
         row, flops = rows[p], config.flops(p)
         try:
-            t = measure(fn, subject.synchronize, timing["min_time"], timing["min_samples"],
-                        timing["monitor"])
+            t = timed(fn, subject.synchronize, min_time)
             row.update(median_s=t.median_s, q1_s=t.q1_s, q3_s=t.q3_s, iqr_s=t.q3_s - t.q1_s,
                        calls=t.calls, samples=t.samples, kept_samples=t.kept,
                        blocks=t.blocks, dropped_blocks=t.dropped, attempts=t.attempts,
