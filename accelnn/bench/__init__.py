@@ -16,7 +16,7 @@ Phases, each on data already on the backend's device:
 Timing: the first call (JIT compilation, workspace allocation) is timed alone; `compile_s` is
 that first call minus a steady call. Kernels are compiled once per process and dtype (and cached
 on disk by Numba), so compile time shows on the first configuration that needs them. Then calls
-are grouped into samples of at least `min_time / 20`, the device synchronized before each clock
+are grouped into samples of at least `min_time / 200`, the device synchronized before each clock
 read, and samples into blocks of about 0.2 s, until `min_time` has passed and at least
 `min_samples` samples are taken; the median time per call and its interquartile range (IQR) of
 the kept samples are reported.
