@@ -30,7 +30,8 @@ used during the run; without /proc/stat (not Linux) only the spread is judged, a
 
 Progress (progress.py): each row is reported on stderr as it finishes. Recommendation
 (recommend.py): per configuration, the accelnn backend to use, named alone only when it leads
-the others by more than the noise, with the ratio behind it.
+the others by more than the noise, with the ratio behind it; rows that stayed noisy because the
+machine was busy decide nothing ("either", the ratio unconfirmed).
 
 FLOPs count the GEMMs only (bias, activations and the update are a small extra), exactly:
 predict 2 m sum(n_in n_out); a train step adds dW = A_prev.T @ dZ for every layer and

@@ -28,6 +28,7 @@ FOREIGN_LIMIT = 0.25  # CPUs that other processes may use during a block ...
 IDLE_LIMIT = 1.0      # ... unless at least this many CPUs stayed idle all the same ...
 PRESSURE_LIMIT = 0.1  # ... or tasks waited for a CPU during less than this share of the block
 RESOLUTION_TICKS = 2  # allowance for the counters' rounding: 2 clock ticks (20 ms at USER_HZ 100)
+BUSY = "machine busy"  # why a row stayed noisy when its blocks were contaminated
 
 
 def _read(path: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .configs import AGREEMENT_STEPS, Config, Inputs
-from .load import Block, LoadMonitor
+from .load import BUSY, Block, LoadMonitor
 from .subjects import ModelSubject
 
 # ---------------------------------------------------------------------- timing
@@ -108,7 +108,7 @@ def _keep(blocks, number: int, min_time: float, min_samples: int):
     noisy = None
     if len(clean) < min_samples or sum(clean) * number < min_time / 2:
         busy = any(b and b.contaminated for b, _ in blocks)
-        noisy = "machine busy" if busy else "timings spread"
+        noisy = BUSY if busy else "timings spread"
     else:
         q1, med, q3 = np.percentile(clean, [25, 50, 75])
         if q3 - q1 > SPREAD_LIMIT * med:

@@ -1,6 +1,8 @@
 """The answer to "which backend should I use on this machine": per configuration, the accelnn
 backend with the highest throughput, named only when it is faster than every other one by more
-than the noise of their timings; else "either". Peers are context, never recommended.
+than the noise of their timings; else "either". Rows that stayed noisy because the machine was
+busy decide nothing: then it says "either", with the measured ratio marked unconfirmed. Peers
+are context, never recommended.
 
 A pure function of the report's records, so it is tested on constructed ones.
 """
@@ -8,15 +10,15 @@ A pure function of the report's records, so it is tested on constructed ones.
 from __future__ import annotations
 
 from .configs import DTYPES, RECOMMEND_BY
+from .load import BUSY
 from .text import config_text
 
 # A backend is named alone only when it is faster than each other backend by more than
-# max(MIN_MARGIN, the two rows' relative IQRs added), a row marked noisy counting as at least
-# NOISY_SPREAD. Within-run IQRs understate the noise between runs: on a shared 2-core machine
-# the numba / numpy ratio of one configuration moved by 10-15% from run to run, and a row timed
-# without a single clean block was off by up to 4x with a small IQR.
+# max(MIN_MARGIN, the two rows' relative IQRs added): within-run IQRs understate the noise
+# between runs (on a shared 2-core machine the numba / numpy ratio of one configuration moved by
+# 10-15% from run to run). A row without a single clean block is no evidence at all: under
+# 1.5-2 CPUs of foreign load one measured 243x slower than on a quiet machine, with a small IQR.
 MIN_MARGIN = 0.15
-NOISY_SPREAD = 1.0
 
 
 def _usable(r: dict) -> bool:
@@ -24,10 +26,8 @@ def _usable(r: dict) -> bool:
 
 
 def spread(r: dict) -> float:
-    """A row's relative noise: its IQR over its median, at least NOISY_SPREAD when marked
-    noisy."""
-    rel = (r["iqr_s"] or 0.0) / r["median_s"]
-    return max(rel, NOISY_SPREAD) if r["noisy"] else rel
+    """A row's relative noise: its IQR over its median."""
+    return (r["iqr_s"] or 0.0) / r["median_s"]
 
 
 def _basis(rows: list[dict]) -> tuple[str, str] | None:
@@ -46,7 +46,8 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
     """One recommendation per configuration, in the records' order: config, layers, batch,
     phase and dtype weighed; backend (named alone) or None with `either` (the fastest and every
     backend within the margin of it, fastest first); ratio of the fastest over the runner-up,
-    margin, noisy (a compared row was marked noisy); peers (each peer's throughput over the
+    margin (None when unconfirmed), noisy (a compared row stayed noisy because the machine was
+    busy: then `either` lists every backend, fastest first); peers (each peer's throughput over the
     fastest's); excluded (accelnn backends whose row failed or is beyond its error limit); and
     the sentence saying it (text)."""
     out = []
@@ -73,14 +74,17 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
                           and r["samples_per_s"]})
         if len(cands) > 1:
             second = cands[1]
-            margins = {r["backend"]: max(min_margin, spread(best) + spread(r))
-                       for r in cands[1:]}
-            close = [r for r in cands[1:] if best["samples_per_s"] / r["samples_per_s"]
-                     <= 1 + margins[r["backend"]]]
             rec.update(ratio=best["samples_per_s"] / second["samples_per_s"],
-                       runner_up=second["backend"], margin=margins[second["backend"]],
-                       noisy=any(r["noisy"] for r in cands[:1 + len(close)]),
-                       either=[best["backend"]] + [r["backend"] for r in close] if close else [])
+                       runner_up=second["backend"])
+            if any(r["noisy"] == BUSY for r in cands):
+                rec.update(noisy=True, either=[r["backend"] for r in cands])
+            else:
+                margins = {r["backend"]: max(min_margin, spread(best) + spread(r))
+                           for r in cands[1:]}
+                close = [r["backend"] for r in cands[1:] if best["samples_per_s"] /
+                         r["samples_per_s"] <= 1 + margins[r["backend"]]]
+                rec.update(margin=margins[second["backend"]],
+                           either=[best["backend"], *close] if close else [])
         if not rec["either"]:
             rec["backend"] = best["backend"]
         rec["text"] = _sentence(rec, best)
@@ -98,9 +102,11 @@ def _sentence(rec: dict, best: dict) -> str:
         text = f"{head}: {fast}, {rec['ratio']:.2f}x {rec['runner_up']}'s {what}"
     else:
         names = ", ".join(rec["either"][:-1]) + f" or {rec['either'][-1]}"
-        noisy = "; timings noisy, machine busy" if rec["noisy"] else ""
-        text = (f"{head}: either {names}: {fast}'s {what} is {rec['ratio']:.2f}x "
-                f"{rec['runner_up']}'s, within the noise (margin {rec['margin']:.0%}{noisy})")
+        measured = f"{fast}'s {what} is {rec['ratio']:.2f}x {rec['runner_up']}'s"
+        text = (f"{head}: either {names}: unconfirmed, the machine was busy while they were "
+                f"timed ({measured}); rerun on a quiet machine" if rec["noisy"] else
+                f"{head}: either {names}: {measured}, within the noise "
+                f"(margin {rec['margin']:.0%})")
     if rec["peers"]:
         text += "; peers: " + ", ".join(f"{p} {x:.2f}x {fast}" for p, x in rec["peers"].items())
     if rec["excluded"]:
