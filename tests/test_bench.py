@@ -469,10 +469,10 @@ def test_rows_timed_on_a_busy_machine_decide_nothing():
     for numpy_noisy, numba_noisy in ((load.BUSY, None), (load.BUSY,) * 2):
         (busy,) = bench.recommend([_rec("s", "numpy", 10e6, noisy=numpy_noisy),
                                    _rec("s", "numba", 50e6, noisy=numba_noisy)])
-        assert busy["backend"] is None and busy["either"] == ["numba", "numpy"]
+        assert busy["backend"] is None and busy["either"] == ["numpy", "numba"]  # run order
         assert busy["noisy"] and busy["margin"] is None
-        assert ("either numba or numpy: unconfirmed, the machine was busy while they were timed "
-                "(numba's train-step throughput is 5.00x numpy's)") in busy["text"]
+        assert ("either numpy or numba: unconfirmed, the machine was busy while they were timed "
+                "(numba's train-step throughput measured 5.00x numpy's)") in busy["text"]
     (spread,) = bench.recommend([_rec("s", "numpy", 10e6, noisy="timings spread", iqr=0.3),
                                  _rec("s", "numba", 50e6)])
     assert spread["backend"] == "numba"  # a wide IQR widens the margin, 5x is beyond it

@@ -47,9 +47,9 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
     phase and dtype weighed; backend (named alone) or None with `either` (the fastest and every
     backend within the margin of it, fastest first); ratio of the fastest over the runner-up,
     margin (None when unconfirmed), noisy (a compared row stayed noisy because the machine was
-    busy: then `either` lists every backend, fastest first); peers (each peer's throughput over the
-    fastest's); excluded (accelnn backends whose row failed or is beyond its error limit); and
-    the sentence saying it (text)."""
+    busy: then `either` lists every backend, in the run's order); peers (each peer's
+    throughput over the fastest's); excluded (accelnn backends whose row failed or is beyond
+    its error limit); and the sentence saying it (text)."""
     out = []
     for config in dict.fromkeys(r["config"] for r in records):
         rows = [r for r in records if r["config"] == config]
@@ -76,8 +76,8 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
             second = cands[1]
             rec.update(ratio=best["samples_per_s"] / second["samples_per_s"],
                        runner_up=second["backend"])
-            if any(r["noisy"] == BUSY for r in cands):
-                rec.update(noisy=True, either=[r["backend"] for r in cands])
+            if any(r["noisy"] == BUSY for r in cands):  # in the run's order: speed unknown
+                rec.update(noisy=True, either=[r["backend"] for r in at if r in cands])
             else:
                 margins = {r["backend"]: max(min_margin, spread(best) + spread(r))
                            for r in cands[1:]}
@@ -102,10 +102,11 @@ def _sentence(rec: dict, best: dict) -> str:
         text = f"{head}: {fast}, {rec['ratio']:.2f}x {rec['runner_up']}'s {what}"
     else:
         names = ", ".join(rec["either"][:-1]) + f" or {rec['either'][-1]}"
-        measured = f"{fast}'s {what} is {rec['ratio']:.2f}x {rec['runner_up']}'s"
+        ratio = f"{rec['ratio']:.2f}x {rec['runner_up']}'s"
         text = (f"{head}: either {names}: unconfirmed, the machine was busy while they were "
-                f"timed ({measured}); rerun on a quiet machine" if rec["noisy"] else
-                f"{head}: either {names}: {measured}, within the noise "
+                f"timed ({fast}'s {what} measured {ratio}); rerun on a quiet machine"
+                if rec["noisy"] else
+                f"{head}: either {names}: {fast}'s {what} is {ratio}, within the noise "
                 f"(margin {rec['margin']:.0%})")
     if rec["peers"]:
         text += "; peers: " + ", ".join(f"{p} {x:.2f}x {fast}" for p, x in rec["peers"].items())
