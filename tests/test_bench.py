@@ -362,7 +362,7 @@ def test_a_block_is_contaminated_by_foreign_load_it_competed_with():
     before = two.read()
     _spin(0.05)()
     block = two.block(before, two.read())
-    assert block.foreign_cpu_s == pytest.approx(1.5 * block.wall_s, rel=0.05)
+    assert block.foreign_cpu_s == pytest.approx(1.5 * block.wall_s, rel=0.2)
     assert block.contaminated and two.contaminated == two.blocks == 1
     light = _monitor(0.1)
     before = light.read()
@@ -379,7 +379,7 @@ def test_a_block_is_contaminated_by_foreign_load_it_competed_with():
         before = monitor.read()
         _spin(0.05)()
         block = monitor.block(before, monitor.read())
-        assert block.waited_s == pytest.approx(waiting * block.wall_s, abs=1e-3)
+        assert block.waited_s == pytest.approx(waiting * block.wall_s, abs=0.01)
         assert block.contaminated is verdict
 
 
@@ -404,6 +404,23 @@ def test_a_row_that_stays_busy_is_marked_noisy(monkeypatch):
     assert t.median_s >= 0.001  # timed all the same, by its fastest samples
 
 
+def test_a_persistently_busy_machine_stops_the_re_measuring():
+    machine = {"load": 1.5}
+    monitor = _monitor(lambda n: machine["load"])
+    for _ in range(load.PERSISTENT_BLOCKS):
+        before = monitor.read()
+        _spin(0.002)()
+        monitor.block(before, monitor.read())
+    assert monitor.persistent()
+    t = bench.measure(_spin(0.001), lambda: None, 0.004, 3, monitor)
+    assert t.attempts == 1 and t.noisy == load.BUSY  # one round: more would not help
+    machine["load"] = 0.0  # the load passes
+    before = monitor.read()
+    _spin(0.002)()
+    assert not monitor.block(before, monitor.read()).contaminated
+    assert not monitor.persistent()
+
+
 def test_without_proc_stat_the_spread_alone_is_judged():
     monitor = bench.LoadMonitor(read_stat=lambda: None)
     assert not monitor.available and not monitor.pressure
@@ -423,7 +440,11 @@ def test_a_busy_run_re_measures_and_marks_its_rows_and_says_so(monkeypatch, caps
     rows = [line for line in out.splitlines() if line.startswith("| seed")]
     assert len(rows) == 4
     for line in rows:
-        assert "noisy: machine busy (3 rounds" in line, line
+        assert "noisy: machine busy (" in line, line
+    # The first row is re-measured; once 20 blocks in a row were contaminated, no more rounds.
+    first, last = (next(line for line in rows if f"| {phase} | float32 | {backend} " in line)
+                   for phase, backend in (("predict", "numpy"), ("train_step", "numpy-plain")))
+    assert "(3 rounds," in first and "(1 round," in last
     assert re.search(r"Load: machine BUSY: other processes used 7\d% of its 2 CPUs", out)
     quiet = bench.run(configs=["seed"], backends=["numpy"], dtypes=["float32"], quick=True,
                       min_time=0.005, progress=False, monitor=_quiet_monitor())

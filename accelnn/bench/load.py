@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ IDLE_LIMIT = 1.0      # ... unless at least this many CPUs stayed idle all the s
 PRESSURE_LIMIT = 0.1  # ... or tasks waited for a CPU during less than this share of the block
 RESOLUTION_TICKS = 2  # allowance for the counters' rounding: 2 clock ticks (20 ms at USER_HZ 100)
 BUSY = "machine busy"  # why a row stayed noisy when its blocks were contaminated
+PERSISTENT_BLOCKS = 20  # this many contaminated blocks in a row: the load is not passing
 
 
 def _read(path: str) -> str | None:
@@ -113,6 +115,7 @@ class LoadMonitor:
         self.pressure = self.available and read_pressure() is not None
         self.cpus = parse_proc_stat(text)[1] if text is not None else (os.cpu_count() or 1)
         self.blocks = self.contaminated = 0
+        self.recent: deque[bool] = deque(maxlen=PERSISTENT_BLOCKS)
         self.started: Reading | None = None
 
     def read(self) -> Reading:
@@ -143,7 +146,14 @@ class LoadMonitor:
         b = self.judge(before, after)
         self.blocks += 1
         self.contaminated += b.contaminated
+        self.recent.append(b.contaminated)
         return b
+
+    def persistent(self) -> bool:
+        """Whether the last PERSISTENT_BLOCKS blocks (about 4 s of timing at the default
+        settings) were all contaminated: then measuring a row again is unlikely to find the
+        machine quiet, and the measuring stops re-measuring until a clean block is seen."""
+        return len(self.recent) == PERSISTENT_BLOCKS and all(self.recent)
 
     def start(self) -> None:
         """Mark the start of the run, for `summary`."""

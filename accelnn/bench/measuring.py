@@ -60,7 +60,8 @@ def measure(fn, sync, min_time: float, min_samples: int, monitor: LoadMonitor | 
     the monitor finds contaminated by foreign load, and blocks whose median is more than
     SLOW_BLOCK times the fastest block's. The row is noisy while fewer than min_samples samples,
     or less than min_time / 2 of them, are kept, or their IQR exceeds SPREAD_LIMIT of their
-    median; then it is measured again, up to `attempts` rounds, pooling the blocks. A row that
+    median; then it is measured again, up to `attempts` rounds, pooling the blocks, unless the
+    monitor has seen nothing but contaminated blocks for a while (`persistent`). A row that
     stays noisy is timed over its kept samples or, when no block is clean, over its fastest
     samples (within SLOW_BLOCK of the fastest one): foreign load only ever adds time, and a
     sample of a few ms often slips between two preemptions that a 0.2 s block cannot (on a
@@ -86,7 +87,7 @@ def measure(fn, sync, min_time: float, min_samples: int, monitor: LoadMonitor | 
             blocks.append((monitor.block(before, monitor.read()) if monitor else None, samples))
             taken += len(samples)
         values, kept, dropped, noisy = _keep(blocks, number, min_time, min_samples)
-        if noisy is None:
+        if noisy is None or (monitor is not None and monitor.persistent()):
             break
     q1, med, q3 = np.percentile(values, [25, 50, 75])
     taken = sum(len(s) for _, s in blocks)

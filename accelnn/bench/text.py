@@ -48,10 +48,11 @@ def noise_text(r: dict) -> str:
     if not r.get("attempts"):
         return ""
     dropped = f"{r['dropped_blocks']} of {r['blocks']} blocks dropped"
+    rounds = f"{r['attempts']} round{'s' * (r['attempts'] != 1)}"
     if r["noisy"]:
-        return f"noisy: {r['noisy']} ({r['attempts']} rounds, {dropped})"
+        return f"noisy: {r['noisy']} ({rounds}, {dropped})"
     if r["attempts"] > 1:
-        return f"re-measured ({r['attempts']} rounds, {dropped})"
+        return f"re-measured ({rounds}, {dropped})"
     return dropped if r["dropped_blocks"] else ""
 
 
