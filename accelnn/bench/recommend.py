@@ -45,9 +45,10 @@ def _basis(rows: list[dict]) -> tuple[str, str] | None:
 def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]:
     """One recommendation per configuration, in the records' order: config, layers, batch,
     phase and dtype weighed; backend (named alone) or None with `either` (the fastest and every
-    backend within the margin of it, fastest first); ratio of the fastest over the runner-up,
-    margin (None when unconfirmed), noisy (a compared row stayed noisy because the machine was
-    busy: then `either` lists every backend, in the run's order); peers (each peer's
+    backend within the margin of it, in the run's order so that the answer reads the same from
+    run to run); ratio of the fastest over the runner-up, margin (None when unconfirmed), noisy
+    (a compared row stayed noisy because the machine was busy: then `either` lists every
+    backend); peers (each peer's
     throughput over the fastest's); excluded (accelnn backends whose row failed or is beyond
     its error limit); and the sentence saying it (text)."""
     out = []
@@ -76,15 +77,16 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
             second = cands[1]
             rec.update(ratio=best["samples_per_s"] / second["samples_per_s"],
                        runner_up=second["backend"])
-            if any(r["noisy"] == BUSY for r in cands):  # in the run's order: speed unknown
+            if any(r["noisy"] == BUSY for r in cands):
                 rec.update(noisy=True, either=[r["backend"] for r in at if r in cands])
             else:
                 margins = {r["backend"]: max(min_margin, spread(best) + spread(r))
                            for r in cands[1:]}
-                close = [r["backend"] for r in cands[1:] if best["samples_per_s"] /
-                         r["samples_per_s"] <= 1 + margins[r["backend"]]]
+                close = [r for r in cands[1:] if best["samples_per_s"] / r["samples_per_s"]
+                         <= 1 + margins[r["backend"]]]
                 rec.update(margin=margins[second["backend"]],
-                           either=[best["backend"], *close] if close else [])
+                           either=[r["backend"] for r in at if r is best or r in close]
+                           if close else [])
         if not rec["either"]:
             rec["backend"] = best["backend"]
         rec["text"] = _sentence(rec, best)
