@@ -113,9 +113,11 @@ def to_markdown(report: dict) -> str:
                   "| config | phase | dtype | backend | old samples/s | samples/s | ratio | |",
                   "|---|---|---|---|---:|---:|---:|---|"]
         for c in cmp["rows"]:
-            slower = c["ratio"] < 1.0 - cmp["threshold"]
-            verdict = "REGRESSION" if c["regression"] else "" if not slower else \
-                "slower; a peer, not judged" if c["peer"] else "slower; noisy, not judged"
+            verdict = ""
+            if c["regression"]:
+                verdict = "REGRESSION"
+            elif c["ratio"] < 1.0 - cmp["threshold"]:  # slower, but not judged
+                verdict = f"slower; {'a peer' if c['peer'] else 'noisy'}, not judged"
             backend = f"{c['backend']} (peer)" if c["peer"] else c["backend"]
             lines.append(f"| {c['config']} | {c['phase']} | {c['dtype']} | {backend} "
                          f"| {fmt_count(c['old_samples_per_s'])} "
