@@ -17,7 +17,7 @@ import pytest
 import accelnn.backends as registry
 from accelnn import bench
 from accelnn.backends.numpy_backend import NumpyBackend
-from accelnn.bench import load, measuring, runner
+from accelnn.bench import load, measuring, progress, runner
 from accelnn.bench.text import layers_text
 from accelnn.cli import main as cli_main
 
@@ -284,8 +284,11 @@ def test_progress_prints_each_finished_row_on_a_pipe(capsys, monkeypatch):
     assert stream.flushed == [stream.getvalue()] and stream.getvalue().count("\n") == 1
 
 
-def test_progress_is_a_tqdm_bar_on_a_terminal():
+def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
     pytest.importorskip("tqdm")
+    assert progress.terminal_width(_Tty()) == 0  # a terminal without a size: plain lines
+    assert bench.Progress(2, _Tty()).bar is None
+    monkeypatch.setattr(progress, "terminal_width", lambda stream: 80)
     tty = _Tty()
     bar = bench.Progress(2, tty)
     assert bar.bar is not None

@@ -5,6 +5,7 @@ progress as it goes, not minutes later)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 
@@ -21,15 +22,26 @@ def row_line(r: dict) -> str:
             f"{r['backend']}{peer}: {speed}, {check_text(r)}")
 
 
+def terminal_width(stream) -> int:
+    """The columns of the terminal `stream` writes to; 0 when it is none or does not say (a
+    pseudo-terminal of size 0 x 0, on which a tqdm bar prints nothing at all)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 class Progress:
     """Reports each finished row (`row`) on `stream` (stderr by default). total=0 is silent.
-    bar=None picks the tqdm bar when the stream is a terminal and tqdm is installed."""
+    bar=None picks the tqdm bar when the stream is a terminal with a width and tqdm is
+    installed."""
 
     def __init__(self, total: int, stream=None, bar: bool | None = None):
         self.total, self.done, self.start = total, 0, time.perf_counter()
         self.stream = sys.stderr if stream is None else stream
         if bar is None:
-            bar = self.stream.isatty() and importlib.util.find_spec("tqdm") is not None
+            bar = (self.stream.isatty() and terminal_width(self.stream) > 0
+                   and importlib.util.find_spec("tqdm") is not None)
         self.bar = None
         if total > 0 and bar:
             from tqdm import tqdm
