@@ -16,9 +16,22 @@ Phases, each on data already on the backend's device:
 Timing: the first call (JIT compilation, workspace allocation) is timed alone; `compile_s` is
 that first call minus a steady call. Kernels are compiled once per process and dtype (and cached
 on disk by Numba), so compile time shows on the first configuration that needs them. Then calls
-are grouped into samples of at least `min_time / 20`, the device synchronized before each clock
-read, until `min_time` has passed and at least `min_samples` samples are taken; the median time
-per call and its interquartile range (IQR) are reported.
+are grouped into samples of at least `min_time / 200`, the device synchronized before each clock
+read, and samples into blocks of about 0.2 s, until `min_time` has passed and at least
+`min_samples` samples are taken; the median time per call and its interquartile range (IQR) of
+the kept samples are reported.
+
+Foreign load (load.py, measuring.py): around each block the CPU counters of the machine
+(/proc/stat) and of this process are read; a block during which other processes took a CPU this
+process could have used is contaminated and dropped, as is a block much slower than the fastest.
+A row without enough clean samples, or with too wide a spread, is measured again (at most 3
+rounds) and marked noisy if it stays so. The report's header says how much CPU other processes
+used during the run; without /proc/stat (not Linux) only the spread is judged, and it says so.
+
+Progress (progress.py): each row is reported on stderr as it finishes. Recommendation
+(recommend.py): per configuration, the accelnn backend to use, named alone only when it leads
+the others by more than the noise, with the ratio behind it; rows that stayed noisy because the
+machine was busy decide nothing ("either", the ratio unconfirmed).
 
 FLOPs count the GEMMs only (bias, activations and the update are a small extra), exactly:
 predict 2 m sum(n_in n_out); a train step adds dW = A_prev.T @ dZ for every layer and
@@ -33,8 +46,9 @@ the limits of DESIGN.md section 4: 1e-12 in float64, 1e-5 in float32. `weights_r
 of all the weights together after 10 training steps, limits 1e-12 and 1e-3 (WEIGHTS_LIMITS says
 why float32 needs more). Rows beyond a limit are flagged, not hidden.
 
-Peers: PyTorch (eager, torch.optim.SGD) and JAX (jitted) run the same network as extra rows
-marked peer, when they import; they are never a dependency.
+Peers: a plain NumPy transcription, PyTorch (eager, torch.optim.SGD) and JAX (jitted) run the
+same network as extra rows marked peer, when they import; they are never a dependency. Their
+errors are shown, not judged: a peer never fails a run or a comparison.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from .configs import (
     LR,
     PEERS,
     PHASES,
+    RECOMMEND_BY,
     SCHEMA,
     WEIGHTS_LIMITS,
     BenchError,
@@ -57,17 +72,21 @@ from .configs import (
     gemm_operands,
     make_inputs,
 )
+from .load import LoadMonitor, parse_proc_stat, read_proc_stat
 from .measuring import Timing, agreement, measure, reference, rel_err, time_once
 from .peers import JaxSubject, PlainNumpySubject, TorchSubject
-from .report import compare, plot, to_markdown
-from .runner import Progress, parse_names, run
+from .progress import Progress, row_line
+from .recommend import recommend
+from .report import compare, load_line, plot, to_markdown
+from .runner import parse_names, run
 from .subjects import PEER_CLASSES, ModelSubject, backend_names, make_subject, unavailable_reason
 
 __all__ = [
     "AGREEMENT_STEPS", "CONFIGS", "DTYPES", "ERR_LIMITS", "LR", "PEERS", "PEER_CLASSES", "PHASES",
-    "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs", "JaxSubject",
-    "ModelSubject", "PlainNumpySubject", "Progress", "Timing", "TorchSubject", "add_arguments",
-    "agreement", "backend_names", "compare", "gemm_operands", "main", "make_inputs",
-    "make_subject", "measure", "parse_names", "plot", "reference", "rel_err", "run", "time_once",
-    "to_markdown", "unavailable_reason",
+    "RECOMMEND_BY", "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs",
+    "JaxSubject", "LoadMonitor", "ModelSubject", "PlainNumpySubject", "Progress", "Timing",
+    "TorchSubject", "add_arguments", "agreement", "backend_names", "compare", "gemm_operands",
+    "load_line", "main", "make_inputs", "make_subject", "measure", "parse_names",
+    "parse_proc_stat", "plot", "read_proc_stat", "recommend", "reference", "rel_err",
+    "row_line", "run", "time_once", "to_markdown", "unavailable_reason",
 ]

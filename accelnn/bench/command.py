@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import sys
 
 from .configs import CONFIGS, BenchError
 from .report import compare, plot, to_markdown
@@ -17,9 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Throughput (median samples/s, GFLOP/s, fraction of the GEMM rate, "
                           "JIT compile time) and numerical agreement with a float64 NumPy "
                           "reference, of every backend on the standard configurations.")
-    parser.epilog = ("Exit status: 0; 1 when an accelnn backend's row failed or is beyond its "
-                     "error limit (peers are reported, not judged) or --compare found a "
-                     "regression; 2 for unknown names or bad options.")
+    parser.epilog = ("Progress: one line per finished row on stderr (a tqdm bar on a terminal "
+                     "when tqdm is installed). The table, ending with the recommended backend "
+                     "per configuration, goes to stdout; each file written is named on stderr. "
+                     "Exit status: 0; 1 when an accelnn backend's row failed or is beyond its "
+                     "error limit or --compare found a regression in one (peers and rows "
+                     "marked noisy are reported, not judged); 2 for unknown names or bad "
+                     "options.")
     parser.add_argument("--configs", help=f"comma-separated, from {', '.join(CONFIGS)} "
                                           "(default: all)")
     parser.add_argument("--backends", help="comma-separated accelnn backends and peers "
@@ -36,19 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     parser.add_argument("--plot", metavar="PATH",
-                        help="write a PNG bar chart of samples/s (needs matplotlib: "
-                             "pip install 'accelnn[bench]')")
+                        help="write a PNG bar chart of throughput relative to numpy, linear "
+                             "from 0 (needs matplotlib: pip install 'accelnn[bench]')")
     parser.add_argument("--compare", metavar="OLD_JSON",
-                        help="ratio of samples/s to an earlier --json report; rows slower by "
-                             "more than --threshold are flagged")
+                        help="ratio of samples/s to an earlier --json report; accelnn rows "
+                             "slower by more than --threshold are regressions")
     parser.add_argument("--threshold", type=float, default=0.10,
                         help="regression threshold for --compare (default 0.10: 10%% slower)")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run `accelnn bench`: print the table, write what was asked. Returns 0, or 1 when a row
-    failed, an error is beyond its limit or --compare found a regression. Bad options raise
-    BenchError before anything runs."""
+    """Run `accelnn bench`: print the table, write what was asked and name each file written.
+    Returns 0, or 1 when an accelnn backend's row failed, an error is beyond its limit or
+    --compare found a regression (peers never change it). Bad options raise BenchError before
+    anything runs."""
     if not 0 <= args.threshold < 1:
         raise BenchError(f"--threshold must be in [0, 1), got {args.threshold}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -65,16 +72,22 @@ def main(args: argparse.Namespace) -> int:
     if old is not None:
         report["compare"] = compare(report, old, args.threshold)
     text = to_markdown(report)
-    print(text, end="")
+    print(text, end="", flush=True)
+    written = []
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+        written.append(("JSON report", args.json))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
+        written.append(("Markdown table", args.markdown))
     if args.plot:
         plot(report, args.plot)
-    # Peers are reported, not judged: a peer's rounding is not accelnn's to answer for.
+        written.append(("plot", args.plot))
+    for what, path in written:
+        print(f"wrote {what}: {os.path.abspath(path)}", file=sys.stderr)
+    # Peers are reported, not judged: a peer's rounding or speed is not accelnn's to answer for.
     bad = any(r["status"] != "ok" or r["within_limit"] is False
               for r in report["records"] if not r["peer"])
     regressed = any(c["regression"] for c in report.get("compare", {}).get("rows", []))

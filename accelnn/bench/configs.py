@@ -10,6 +10,10 @@ from typing import NamedTuple
 import numpy as np
 
 PHASES = ("predict", "train_step")
+# What the recommendation weighs: the first of these phases the run measured, under the name it
+# gives it ("numba, 1.12x numpy's train-step throughput"); a phase not listed here is weighed
+# only when the run measured none of these.
+RECOMMEND_BY = {"train_step": "train-step", "predict": "predict"}
 DTYPES = ("float32", "float64")
 PEERS = ("numpy-plain", "torch", "jax")
 ERR_LIMITS = {"float64": 1e-12, "float32": 1e-5}

@@ -1,6 +1,6 @@
-"""Measuring one subject: the timing of a phase (median and quartiles of synchronized samples)
-and its agreement with a float64 NumPy reference (rel_err, the error measure the tests use
-too)."""
+"""Measuring one subject: the timing of a phase (median and quartiles of synchronized samples,
+blocks contaminated by foreign load dropped and re-measured) and its agreement with a float64
+NumPy reference (rel_err, the error measure the tests use too)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,35 @@ from typing import NamedTuple
 import numpy as np
 
 from .configs import AGREEMENT_STEPS, Config, Inputs
+from .load import BUSY, Block, LoadMonitor
 from .subjects import ModelSubject
 
-
 # ---------------------------------------------------------------------- timing
+BLOCK_S = 0.2       # a timing block: the samples between two readings of the CPU counters
+SLOW_BLOCK = 1.25   # a block whose median is this much above the fastest block's is dropped
+SPREAD_LIMIT = 0.2  # kept samples whose IQR is above this fraction of their median: noisy
+SAMPLES_PER_MIN_TIME = 200  # a sample lasts at least min_time / this (2.5 ms at 0.5 s)
+MAX_ATTEMPTS = 3    # measuring rounds of a row, while its timing is noisy
+
+
 class Timing(NamedTuple):
+    """One measured phase. median_s, q1_s, q3_s: seconds per call over the kept samples;
+    calls: every call timed; samples: samples taken, kept: samples kept (those of clean blocks);
+    blocks, dropped: timing blocks taken and dropped (foreign load or slow); attempts: measuring
+    rounds (above 1: re-measured); foreign_cpu_s: CPU-seconds other processes used during the
+    blocks (None without a load monitor); noisy: None, "machine busy" or "timings spread"."""
+
     median_s: float
     q1_s: float
     q3_s: float
     calls: int
     samples: int
+    kept: int
+    blocks: int
+    dropped: int
+    attempts: int
+    foreign_cpu_s: float | None
+    noisy: str | None
 
 
 def time_once(fn, sync) -> float:
@@ -30,22 +49,72 @@ def time_once(fn, sync) -> float:
     return time.perf_counter() - t0
 
 
-def measure(fn, sync, min_time: float, min_samples: int) -> Timing:
-    """Time a warmed-up `fn`: samples of `number` calls each (number chosen so that a sample
-    lasts at least min_time / 20), synchronized before each clock read, until min_time has
-    passed and min_samples are taken."""
+def measure(fn, sync, min_time: float, min_samples: int, monitor: LoadMonitor | None = None,
+            attempts: int = MAX_ATTEMPTS) -> Timing:
+    """Time a warmed-up `fn` in samples of `number` calls each (number chosen so that a sample
+    lasts at least min_time / SAMPLES_PER_MIN_TIME), synchronized before each clock read, grouped
+    into blocks of about BLOCK_S (at most min_time / 2) with the load `monitor` read around each
+    block.
+
+    A round takes blocks until min_time has passed and min_samples are taken. Dropped: blocks
+    the monitor finds contaminated by foreign load, and blocks whose median is more than
+    SLOW_BLOCK times the fastest block's. The row is noisy while fewer than min_samples samples,
+    or less than min_time / 2 of them, are kept, or their IQR exceeds SPREAD_LIMIT of their
+    median; then it is measured again, up to `attempts` rounds, pooling the blocks, unless the
+    monitor has seen nothing but contaminated blocks for a while (`persistent`). A row that
+    stays noisy is timed over its kept samples or, when no block is clean, over its fastest
+    samples (within SLOW_BLOCK of the fastest one): foreign load only ever adds time, and a
+    sample of a few ms often slips between two preemptions that a 0.2 s block cannot (on a
+    2-core machine under 2 CPUs of foreign load, a 0.6 ms step measured 16 ms as a median of
+    2.5 ms samples, 0.75 ms as their fastest, 1.3 ms as the fastest of 25 ms samples)."""
     one = time_once(fn, sync)
-    number = max(1, math.ceil(min_time / 20 / max(one, 1e-9)))
-    per_call = []
-    start = time.perf_counter()
-    while len(per_call) < min_samples or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        sync()
-        per_call.append((time.perf_counter() - t0) / number)
-    q1, med, q3 = np.percentile(per_call, [25, 50, 75])
-    return Timing(float(med), float(q1), float(q3), number * len(per_call), len(per_call))
+    number = max(1, math.ceil(min_time / SAMPLES_PER_MIN_TIME / max(one, 1e-9)))
+    block_s = min(BLOCK_S, min_time / 2)
+    blocks: list[tuple[Block | None, list[float]]] = []
+    rounds = 0
+    while rounds < attempts:
+        rounds += 1
+        start, taken = time.perf_counter(), 0
+        while taken < min_samples or time.perf_counter() - start < min_time:
+            before, samples = monitor.read() if monitor else None, []
+            t_block = time.perf_counter()
+            while not samples or time.perf_counter() - t_block < block_s:
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                sync()
+                samples.append((time.perf_counter() - t0) / number)
+            blocks.append((monitor.block(before, monitor.read()) if monitor else None, samples))
+            taken += len(samples)
+        values, kept, dropped, noisy = _keep(blocks, number, min_time, min_samples)
+        if noisy is None or (monitor is not None and monitor.persistent()):
+            break
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    taken = sum(len(s) for _, s in blocks)
+    foreign = [b.foreign_cpu_s for b, _ in blocks if b is not None]
+    return Timing(float(med), float(q1), float(q3), number * taken, taken, kept, len(blocks),
+                  dropped, rounds, sum(foreign) if foreign and None not in foreign else None,
+                  noisy)
+
+
+def _keep(blocks, number: int, min_time: float, min_samples: int):
+    """(the samples to time the row by, how many samples are kept clean, how many blocks are
+    dropped, None or why the row is noisy)."""
+    medians = [float(np.median(s)) for _, s in blocks]
+    fast = [m <= SLOW_BLOCK * min(medians) for m in medians]
+    ok = [f and not (b and b.contaminated) for (b, _), f in zip(blocks, fast)]
+    clean = [x for (_, s), o in zip(blocks, ok) if o for x in s]
+    fastest = min(x for _, s in blocks for x in s)
+    values = clean or [x for _, s in blocks for x in s if x <= SLOW_BLOCK * fastest]
+    noisy = None
+    if len(clean) < min_samples or sum(clean) * number < min_time / 2:
+        busy = any(b and b.contaminated for b, _ in blocks)
+        noisy = BUSY if busy else "timings spread"
+    else:
+        q1, med, q3 = np.percentile(clean, [25, 50, 75])
+        if q3 - q1 > SPREAD_LIMIT * med:
+            noisy = "timings spread"
+    return values, len(clean), ok.count(False), noisy
 
 
 # ---------------------------------------------------------------------- agreement

@@ -4,8 +4,8 @@ checked with every step guarded, gathered into the report (the JSON document).""
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
-import sys
 import time
 
 from .configs import (
@@ -22,32 +22,10 @@ from .configs import (
     Gemm,
     make_inputs,
 )
+from .load import LoadMonitor
 from .measuring import agreement, measure, reference
+from .progress import Progress
 from .subjects import backend_names, make_subject, unavailable_reason
-
-
-class Progress:
-    """A one-line progress bar on stderr when it is a terminal; silent when piped."""
-
-    def __init__(self, total: int, stream=None):
-        self.total, self.done = total, 0
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = total > 0 and self.stream.isatty()
-
-    def show(self, label: str) -> None:
-        if self.enabled:
-            filled = 30 * self.done // self.total
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] "
-                              f"{self.done}/{self.total} {label:<40.40}")
-            self.stream.flush()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 80 + "\r")
-            self.stream.flush()
 
 
 def _error_text(exc: BaseException) -> str:
@@ -69,13 +47,17 @@ def parse_names(value, valid, what: str) -> list[str]:
 
 
 def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = False,
-        min_time: float | None = None, seed: int = 0, progress: bool = True) -> dict:
+        min_time: float | None = None, seed: int = 0, progress: bool = True,
+        monitor: LoadMonitor | None = None) -> dict:
     """Run the benchmark matrix and return the report (the JSON document).
 
     configs, backends, dtypes, phases: names (lists or comma-separated), default all; backends
     include the peers torch and jax. Unknown names raise BenchError; backends that cannot run
     here are listed under "skipped" with the reason. quick: min_time 0.05 s and 3 samples a row
-    (CI), else 0.5 s and 5. A backend that raises is reported in its rows as failed."""
+    (CI), else 0.5 s and 5. A backend that raises is reported in its rows as failed.
+    progress: report each row on stderr as it finishes (accelnn.bench.progress). monitor: the
+    load monitor that judges each timing block (default: one reading /proc/stat); the report's
+    "load" says how busy the machine was."""
     configs = [CONFIGS[n] for n in parse_names(configs, list(CONFIGS), "config")]
     names = parse_names(backends, backend_names(), "backend")
     dtypes = parse_names(dtypes, list(DTYPES), "dtype")
@@ -87,9 +69,12 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     skipped = {n: r for n in names if (r := unavailable_reason(n)) is not None}
     runnable = [n for n in names if n not in skipped]
 
+    monitor = LoadMonitor() if monitor is None else monitor
+    monitor.start()
     records, gemm_rates = [], []
     bar = Progress(len(configs) * len(dtypes) * len(runnable) * len(phases)
                    if progress else 0)
+    timed = functools.partial(measure, min_samples=min_samples, monitor=monitor)
     for config in configs:
         for dtype in dtypes:
             inputs = make_inputs(config, dtype, seed)
@@ -98,13 +83,11 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
             except Exception as exc:
                 ref, ref_error = None, f"reference failed: {_error_text(exc)}"
             for name in runnable:
-                bar.show(f"{config.name} {dtype} {name}")
                 rows, gemm = _bench_subject(name, config, dtype, inputs, phases, ref,
-                                            ref_error, min_time, min_samples)
+                                            ref_error, min_time, timed, bar.row)
                 records += rows
                 if gemm:
                     gemm_rates.append(gemm)
-                bar.advance(len(phases))
     bar.close()
     _add_speedups(records)
     from accelnn.machine import machine_info
@@ -118,20 +101,27 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
                      "agreement_steps": AGREEMENT_STEPS, "err_limits": ERR_LIMITS,
                      "weights_limits": WEIGHTS_LIMITS},
         "machine": {**machine_info(), "backends": _backend_infos(runnable)},
+        "load": {**monitor.summary(),
+                 "rows_remeasured": sum((r["attempts"] or 0) > 1 for r in records),
+                 "rows_noisy": sum(bool(r["noisy"]) for r in records)},
         "skipped": [{"backend": n, "reason": r} for n, r in skipped.items()],
         "records": records,
         "gemm": gemm_rates,
     }
 
 
-def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time,
-                   min_samples):
-    """The rows of one backend on one (config, dtype), and its GEMM rates. Every step is
-    guarded: what raises marks the rows failed with the error, the rest is kept."""
+def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time, timed, done):
+    """The rows of one backend on one (config, dtype), and its GEMM rates; `done(row)` is
+    called as each row is finished. timed(fn, sync, min_time, ...) is `measure` with the run's
+    min_samples and load monitor. Every
+    step is guarded: what raises marks the rows failed with the error, the rest is kept. A
+    peer's errors are measured but not judged (within_limit stays None)."""
     measured = dict.fromkeys(("device", "error", "median_s", "q1_s", "q3_s", "iqr_s", "calls",
-                              "samples_per_s", "gflops", "gemm_gflops", "gemm_fraction",
-                              "compile_s", "max_rel_err", "weights_rel_err", "within_limit",
-                              "errors", "speedup_vs_numpy"))
+                              "samples", "kept_samples", "blocks", "dropped_blocks", "attempts",
+                              "foreign_cpu_s", "noisy", "samples_per_s", "gflops",
+                              "gemm_gflops", "gemm_fraction", "compile_s", "max_rel_err",
+                              "weights_rel_err", "within_limit", "errors",
+                              "speedup_vs_numpy"))
     rows = {p: {"config": config.name, "phase": p, "backend": name, "dtype": dtype,
                 "peer": name in PEERS, "batch": config.batch, "layers": list(config.layers),
                 "gflop": config.flops(p) / 1e9, "err_limit": ERR_LIMITS[dtype],
@@ -146,6 +136,7 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
     except Exception as exc:
         for row in rows.values():
             fail(row, exc)
+            done(row)
         return list(rows.values()), None
 
     first = {}
@@ -159,22 +150,26 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
             first[p] = fn, time.perf_counter() - t0
         except Exception as exc:
             fail(rows[p], exc)
+            done(rows[p])
 
     shapes = list(dict.fromkeys(g for p in phases for g in config.gemms(p)))
     seconds = {}  # GEMM -> median seconds of one call of the backend's matmul
 
     def gemm_seconds(g: Gemm) -> float:
         if g not in seconds:
-            seconds[g] = measure(subject.gemm(g), subject.synchronize, min_time / len(shapes),
-                                 min_samples).median_s
+            seconds[g] = timed(subject.gemm(g), subject.synchronize, min_time / len(shapes),
+                               attempts=1).median_s
         return seconds[g]
 
     for p, (fn, first_s) in first.items():
         row, flops = rows[p], config.flops(p)
         try:
-            t = measure(fn, subject.synchronize, min_time, min_samples)
+            t = timed(fn, subject.synchronize, min_time)
             row.update(median_s=t.median_s, q1_s=t.q1_s, q3_s=t.q3_s, iqr_s=t.q3_s - t.q1_s,
-                       calls=t.calls, samples_per_s=config.batch / t.median_s,
+                       calls=t.calls, samples=t.samples, kept_samples=t.kept,
+                       blocks=t.blocks, dropped_blocks=t.dropped, attempts=t.attempts,
+                       foreign_cpu_s=t.foreign_cpu_s, noisy=t.noisy,
+                       samples_per_s=config.batch / t.median_s,
                        gflops=flops / t.median_s / 1e9,
                        compile_s=max(0.0, first_s - t.median_s))
             rate = flops / sum(gemm_seconds(g) for g in config.gemms(p)) / 1e9
@@ -187,10 +182,13 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
             else:
                 row["max_rel_err"] = max(errors["loss"], errors["grads"])
                 row["weights_rel_err"] = errors[f"weights_after_{AGREEMENT_STEPS}_steps"]
-            row.update(errors=errors, within_limit=row["max_rel_err"] <= ERR_LIMITS[dtype]
-                       and (row["weights_rel_err"] or 0.0) <= WEIGHTS_LIMITS[dtype])
+            row["errors"] = errors
+            if not row["peer"]:
+                row["within_limit"] = (row["max_rel_err"] <= ERR_LIMITS[dtype] and
+                                       (row["weights_rel_err"] or 0.0) <= WEIGHTS_LIMITS[dtype])
         except Exception as exc:
             fail(row, exc)
+        done(row)
     gemm = {"config": config.name, "backend": name, "dtype": dtype, "device": subject.device,
             "shapes": [{**g._asdict(), "median_s": s, "gflops": g.flops / s / 1e9}
                        for g, s in seconds.items()]} if seconds else None
