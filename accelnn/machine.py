@@ -1,5 +1,6 @@
-"""What machine this is: CPU, cores, BLAS and its kernel, GPU, library versions. Used by
-`accelnn info` and recorded with every benchmark run."""
+"""What machine this is: CPU, cores, BLAS and its kernel, GPU, library versions, used by
+`accelnn info` and recorded with every benchmark run; and the BLAS thread policy of the CPU
+backends (`BLAS_THREADS`)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,76 @@ def blas_summary() -> str:
         parts.append(f"{lib['internal_api']} {lib['version']} (kernel {lib['architecture']}, "
                      f"{lib['num_threads']} threads)")
     return "; ".join(parts) or "none found"
+
+
+# Environment variables through which a user sets the BLAS threads; any of them set wins over
+# the policy.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS")
+
+
+class BlasThreads:
+    """How many threads a BLAS GEMM gets: one up to `serial_max_macs` multiply-adds, every core
+    above. Measured (the numba backend's docstring has the numbers): a second OpenBLAS thread
+    gains nothing on small GEMMs and costs on the elementwise pass that follows, which then
+    reads half of its operand from the other core's cache; only large GEMMs gain.
+
+    A user's own setting wins: with one of THREAD_VARIABLES in the environment, `use` changes
+    nothing. Threads are set through threadpoolctl on every BLAS loaded at the first `use`
+    (NumPy's and, for compiled code, SciPy's), and only when the count changes; without
+    threadpoolctl the policy is off."""
+
+    serial_max_macs = 4_000_000
+
+    def __init__(self):
+        self._libs: list | None = None
+        self._current = 0
+        self.cores = os.cpu_count() or 1
+
+    def user_setting(self) -> str | None:
+        """'NAME=value' of the variable that sets the threads, or None."""
+        for name in THREAD_VARIABLES:
+            if os.environ.get(name):
+                return f"{name}={os.environ[name]}"
+        return None
+
+    def for_gemm(self, macs: int) -> int:
+        """The threads for a GEMM of `macs` multiply-adds."""
+        return 1 if macs <= self.serial_max_macs else self.cores
+
+    def use(self, n: int) -> None:
+        """Run the BLAS on n threads from now on (nothing when the user set them)."""
+        if n == self._current:
+            return
+        if self._libs is None:
+            self._libs = self._controllers()
+        self._current = n
+        for lib in self._libs:
+            lib.set_num_threads(n)
+
+    def _controllers(self) -> list:
+        if self.user_setting() is not None:
+            return []
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+    def describe(self) -> str:
+        """The policy in one line, for `accelnn info`."""
+        user = self.user_setting()
+        if user is not None:
+            return f"as the user set them ({user})"
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            return "BLAS defaults (threadpoolctl is not installed: pip install threadpoolctl)"
+        return (f"1 BLAS thread for GEMMs up to {self.serial_max_macs:,} multiply-adds, "
+                f"{self.cores} above (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS overrides)")
+
+
+BLAS_THREADS = BlasThreads()
 
 
 def _version(module: str) -> str | None:

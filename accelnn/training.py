@@ -167,6 +167,27 @@ def step_function(network, state, head, reducer=None):
     return step
 
 
+def epoch_function(network, state, head, data: Data, batch_size: int, reducer=None):
+    """The backend's compiled epoch of mini-batches for this fit, `epoch(order, lr) -> total`
+    (the permutation `order` of the rows, None for their order; the sample-weighted sum of the
+    step losses), or None: on a backend without one, for full batches, and for data-parallel
+    training. Every backend sees the same batches: the permutation comes from the caller."""
+    if reducer is not None or data.n != data.m or batch_size >= data.m:
+        return None
+    fused = network.backend.fused_train_epoch(network.spec(head, state.optimizer))
+    if fused is None:
+        return None
+    params, grads, opt_state = state.params, state.grads, state.opt_state
+
+    def epoch(order, lr):
+        if order is None:
+            order = np.arange(data.m)
+        return fused(params, grads, opt_state, data.X, data.Y, data.rows, order, batch_size,
+                     lr, state.guard.writing)
+
+    return epoch
+
+
 def fit(model, X, y, **options):
     """MLP.fit (see its docstring), for one thread at a time per model: RuntimeError when
     another thread is already training this model."""
@@ -350,17 +371,21 @@ class _Run:
         self.accuracy, self.stopper, self.schedule = accuracy, stopper, schedule
         self.cbs, self.verbose, self.checkpoint, self.lr0 = cbs, verbose, checkpoint, lr0
 
-    def _epoch(self, step, epoch: int) -> tuple[float, float]:
-        """One pass over the data; returns (sample-weighted mean step loss, lr)."""
+    def _epoch(self, step, fused, epoch: int) -> tuple[float, float]:
+        """One pass over the data, through the compiled epoch `fused` when there is one;
+        returns (sample-weighted mean step loss, lr)."""
         state = self.model.state
         lr = self.schedule.lr(self.lr0, epoch, state.samples_seen)
         order = None
         if self.bs < self.data.m and self.shuffle:
             order = state.rng.permutation(self.data.m)
         total = 0.0
-        for Xb, Yb, weight in self.data.batches(self.bs, order):
-            loss = step(Xb, Yb, lr)
-            total = loss if weight == 1.0 else total + loss * weight
+        if fused is not None:
+            total = fused(order, lr)
+        else:
+            for Xb, Yb, weight in self.data.batches(self.bs, order):
+                loss = step(Xb, Yb, lr)
+                total = loss if weight == 1.0 else total + loss * weight
         state.samples_seen += self.data.m
         return float(total), lr
 
@@ -382,6 +407,8 @@ class _Run:
         model, be, state = self.model, self.model.backend, self.model.state
         history = History()
         step = step_function(model.network, state, model.head, self.reducer)
+        fused = epoch_function(model.network, state, model.head, self.data, self.bs,
+                               self.reducer)
         start = state.snapshot()  # the state at the start of the current epoch
         good = None  # ... and at the start of the last epoch whose loss was finite
         best, best_score, wait = None, math.inf, 0
@@ -391,7 +418,7 @@ class _Run:
             for epoch in range(first, last):
                 if epoch > first:
                     state.snapshot(into=start)
-                loss, lr = self._epoch(step, epoch)
+                loss, lr = self._epoch(step, fused, epoch)
                 if not math.isfinite(loss):
                     self._diverged(state, good, start,
                                    f"the loss became {loss} in epoch {epoch + 1}")

@@ -163,3 +163,15 @@ class Backend:
         `step(params, grads, opt_state, X, Y, lr) -> loss` and must equal the shared path
         (float64, 1e-12) -- a test holds every backend that offers one to that."""
         return None
+
+    def fused_train_epoch(self, spec) -> Callable | None:
+        """A compiled epoch of mini-batches for a network this backend recognizes, or None.
+
+        The callable has the signature `epoch(params, grads, opt_state, X, Y, rows, order,
+        batch, lr, writing) -> float`: it trains on the rows of the permutation `order`
+        (numbering the rows of Y) in batches of `batch` (the last may be short), X's row i
+        being X[rows[i]] (rows None: X[i]; X may be a memory-mapped host array, read a batch
+        at a time), each step as `fused_train_step`'s, and returns the sum over batches of
+        the loss times the batch's share of the rows. It changes the parameters only inside
+        `with writing():` blocks. It must equal the shared loop (float64, 1e-12)."""
+        return None
