@@ -92,7 +92,7 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
                    if progress else 0)
     for config in configs:
         for dtype in dtypes:
-            inputs = make_inputs(config, dtype, seed)
+            inputs = make_inputs(config, dtype, seed, fit="fit_epoch" in phases)
             try:
                 ref, ref_error = reference(config, inputs, phases), None
             except Exception as exc:
@@ -174,7 +174,7 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
         try:
             t = measure(fn, subject.synchronize, min_time, min_samples)
             row.update(median_s=t.median_s, q1_s=t.q1_s, q3_s=t.q3_s, iqr_s=t.q3_s - t.q1_s,
-                       calls=t.calls, samples_per_s=config.batch / t.median_s,
+                       calls=t.calls, samples_per_s=config.rows(p) / t.median_s,
                        gflops=flops / t.median_s / 1e9,
                        compile_s=max(0.0, first_s - t.median_s))
             rate = flops / sum(gemm_seconds(g) for g in config.gemms(p)) / 1e9
