@@ -150,10 +150,18 @@ class MLP:
 
     # ------------------------------------------------------------------ inference
     def _logits(self, X):
-        """Z[L] for X, in a new backend array, from the weights of one whole step."""
-        Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
+        """Z[L] for X, in a new backend array, from the weights of one whole step. X's check
+        for NaN and Inf is the backend's (`checked_logits`, fused into the forward pass where
+        it can); when it finds one, check_X names where."""
+        Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0], finite=False)
         with self.state.guard.reading():
-            return self.network.logits(self.state.params, Xd, self._scratch)
+            Z = self.backend.checked_logits(self.network, self.state.params, Xd,
+                                            self._scratch)
+        if Z is None:
+            check_X(self.backend, X, self.dtype, self.layer_sizes[0])  # raises, naming where
+            with self.state.guard.reading():  # finite X whose first layer overflowed
+                Z = self.network.logits(self.state.params, Xd, self._scratch)
+        return Z
 
     def forward(self, X):
         """Output activations A[L] = h(Z[L]) for X (m, n0): a new (m, nL) array of the model's

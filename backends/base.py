@@ -137,6 +137,15 @@ class Backend:
             self.act_grad(dA_prev, A_prev, act_prev)
         return dW, db
 
+    # ----------------------------------------------------------------- inference
+    def checked_logits(self, network, params, X, scratch):
+        """network.logits(params, X, scratch) (Z[L] in a new array), or None when X holds NaN
+        or Inf, which the caller then locates. A backend may fuse the check into the forward
+        pass: a non-finite X makes the first GEMM's output non-finite."""
+        if not self.all_finite(X):
+            return None
+        return network.logits(params, X, scratch)
+
     # ----------------------------------------------------------------- optimizer update
     def update(self, rule: Rule, params, grads, states, scalars: tuple[float, ...]):
         """One optimizer step in place: for every parameter p, its gradient g and its state

@@ -152,6 +152,16 @@ class NumbaBackend(Backend):
             return super().all_finite(a)
         return bool(self.k.all_finite(a))
 
+    def checked_logits(self, network, params, X, scratch):
+        """The compiled forward pass (numba_train.checked_logits) for float32/float64 networks
+        whose activations all have kernels; the generic path otherwise."""
+        if np.dtype(network.dtype) not in FLOATS or not all(
+                a.name in self.k.ACT_CODES for a in network.activations) or not _fast(X):
+            return super().checked_logits(network, params, X, scratch)
+        from accelnn.backends.numba_train import checked_logits
+
+        return checked_logits(self, network, params, X, scratch)
+
     # ----------------------------------------------------------------- compiled training
     def fused_train_step(self, spec):
         """A compiled whole step for dense networks (numba_step; numba_loops for small ones)

@@ -1,5 +1,6 @@
 """The numba backend's compiled training: a whole step, and a whole epoch of mini-batches, each
-one call into compiled code (imported only when that backend is used).
+one call into compiled code; and the compiled forward pass of inference (`forward_rows`).
+Imported only when that backend is used.
 
 A step runs the network math of accelnn.network for dense networks of any depth: the GEMMs go
 to BLAS from compiled code (`np.dot(a, b, out)`, with transposed views passed as they are, no
@@ -27,6 +28,7 @@ from accelnn.backends.numba_kernels import (
     IDENTITY,
     act_grad,
     add_bias_grad,
+    all_finite,
     apply_update,
     bias_act,
     flat,
@@ -108,3 +110,22 @@ def train_epoch(Ws, bs, gWs, gbs, S1W, S1b, S2W, S2b, acts, head, X, Y, rows, or
         weight = r / m
         total = loss if weight == 1.0 else total + loss * weight
     return total
+
+
+@kernel(nogil=True)
+def forward_rows(Ws, bs, acts, X, As, lo, hi):
+    """The forward pass of rows lo..hi-1 of X into the same rows of As (As[-1]: the logits),
+    bias and activation fused after each GEMM; returns False when the first GEMM's output is
+    not all finite, which a non-finite value in those rows of X makes it (the caller then
+    checks X itself). Releases the GIL: row blocks may run in threads of their own."""
+    L = len(Ws)
+    A = X[lo:hi]
+    finite = True
+    for l in range(L):
+        Z = As[l][lo:hi]
+        np.dot(A, Ws[l], Z)
+        if l == 0:
+            finite = all_finite(Z)
+        bias_act(Z, bs[l], acts[l] if l < L - 1 else IDENTITY)
+        A = Z
+    return finite

@@ -1,10 +1,13 @@
 """The host side of the numba backend's compiled training (numba_step, numba_loops): which
 kernel a network gets, the buffers of each batch size, the arguments in the kernels' form, the
-optimizer's scalars, and the BLAS threads (accelnn.machine's policy)."""
+optimizer's scalars, and the BLAS threads (accelnn.machine's policy); and of its compiled
+inference (`checked_logits`)."""
 
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -155,3 +158,47 @@ class Compiled:
                                                order, first, last, batch, Xb, Yb, As, Ds,
                                                terms, acc, self.rule, scs, self.l2, total)
         return float(total)
+
+
+# ---------------------------------------------------------------------- inference
+# Rows per block at least, when a large forward pass is split into row blocks over the cores.
+MIN_BLOCK_ROWS = 64
+_pool: list = []  # the threads that run the other row blocks, made at the first use
+_pool_lock = threading.Lock()
+
+
+def _other_cores(n: int) -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(max_workers=n, thread_name_prefix="accelnn-rows"))
+        return _pool[0]
+
+
+def checked_logits(backend, network, params, X, scratch):
+    """Backend.checked_logits, compiled (numba_step.forward_rows): the whole forward pass in
+    one call, the NaN/Inf check on the first GEMM's output (in cache) instead of on X. When
+    the policy gives the first GEMM more than one BLAS thread, the rows are split into one
+    block per core instead, each run whole on its core with one BLAS thread: every core then
+    reads only what it wrote (no cross-core traffic between a GEMM and the pass after it)."""
+    sizes, dt = network.layer_sizes, network.dtype
+    m = X.shape[0]
+    acts = np.array([k.ACT_CODES[a.name] for a in network.activations] + [k.IDENTITY],
+                    dtype=np.int64)
+    hidden = scratch.take(backend, [(m, n) for n in sizes[1:-1]], dt)
+    As = (*hidden, np.empty((m, sizes[-1]), dt))
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    cores = min(BLAS_THREADS.for_gemm(m * sizes[0] * sizes[1]), m // MIN_BLOCK_ROWS)
+    BLAS_THREADS.use(1)
+    try:
+        if cores <= 1:
+            ok = numba_step.forward_rows(Ws, bs, acts, X, As, 0, m)
+        else:
+            edges = [m * i // cores for i in range(cores + 1)]
+            pool = _other_cores(cores - 1)
+            others = [pool.submit(numba_step.forward_rows, Ws, bs, acts, X, As, lo, hi)
+                      for lo, hi in zip(edges[1:-1], edges[2:])]
+            ok = numba_step.forward_rows(Ws, bs, acts, X, As, 0, edges[1])
+            ok = all([f.result() for f in others]) and ok
+    finally:
+        scratch.give(hidden)
+    return As[-1] if ok else None

@@ -57,6 +57,10 @@ def block(fn, sync, seconds: float) -> tuple[float, float]:
     return statistics.median(times), max(0, (busy1 - busy0) - (own1 - own0)) / hz / wall
 
 
+def _us(t) -> str:
+    return "-" if t is None else f"{t * 1e6:,.1f}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
             fns[config_name, phase, name] = (fn, subject.synchronize, first)
     times = {key: [] for key in fns}
     discarded = {key: 0 for key in fns}
+    noisy = {key: [] for key in fns}  # (median, other processes' cores) of discarded blocks
     for r in range(args.rounds):
         for config_name, phase, _ in rows:
             names = ["numba", *peers]
@@ -100,7 +105,9 @@ def main(argv=None) -> int:
                         times[key].append(median)
                         break
                     discarded[key] += 1
+                    noisy[key].append((median, round(other, 2)))
         print(f"round {r + 1} done", file=sys.stderr)
+    print(f"| row | numba us | {' us | '.join(peers)} us | ratio | target | discarded |")
     results = []
     for config_name, phase, target in rows:
         mine = times[config_name, phase, "numba"]
@@ -113,13 +120,14 @@ def main(argv=None) -> int:
         row["ratio"] = best / row["numba_s"] if best and row["numba_s"] else None
         row["rounds"] = {n: len(times[config_name, phase, n]) for n in ["numba", *peers]}
         row["discarded"] = {n: discarded[config_name, phase, n] for n in ["numba", *peers]}
+        row["noisy_blocks"] = {n: noisy[config_name, phase, n] for n in ["numba", *peers]}
+        row["all_s"] = {n: times[config_name, phase, n] for n in ["numba", *peers]}
         row["first_call_s"] = {n: fns[config_name, phase, n][2] for n in ["numba", *peers]}
         results.append(row)
-        cells = " | ".join(f"{row['peers'][n] * 1e6:.1f}" if row["peers"][n] else "-"
-                           for n in peers)
+        cells = " | ".join(_us(t) for t in (row["numba_s"], *row["peers"].values()))
         ratio = f"{row['ratio']:.2f}" if row["ratio"] else "-"
-        print(f"| {config_name} {phase} | {row['numba_s'] * 1e6:.1f} | {cells} | {ratio} | "
-              f"{target} | {sum(row['discarded'].values())} |")
+        print(f"| {config_name} {phase} | {cells} | {ratio} | {target} | "
+              f"{sum(row['discarded'].values())} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine_info(), "settings": vars(args), "peers": peers,

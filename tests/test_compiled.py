@@ -263,3 +263,50 @@ def test_an_adam_step_counts_its_steps():
     opt = Adam(0.01)
     model.fit(X, y, epochs=2, batch_size=16, optimizer=opt)
     assert model.state.opt_state["t"] == 2 * 4
+
+
+# ---------------------------------------------------------------------- inference
+@pytest.mark.parametrize("blocks", [False, True], ids=["one-block", "row-blocks"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_forward_equals_numpy(dtype, blocks, monkeypatch, record_property):
+    """predict, predict_proba and forward through the compiled forward pass, in one call or in
+    row blocks on threads of their own, against the NumPy backend."""
+    if blocks:
+        monkeypatch.setattr(accelnn.machine.BLAS_THREADS, "serial_max_macs", 0)
+        monkeypatch.setattr(accelnn.machine.BLAS_THREADS, "cores", 3)
+    X, y = _data([9, 4], "softmax", 1001)
+    got, want = (accelnn.MLP([9, 16, 12, 4], ["tanh", "relu"], "softmax", seed=3, dtype=dtype,
+                             backend=be) for be in ("numba", "numpy"))
+    got.set_weights(want.get_weights())
+    err = max_rel_err(got.forward(X), want.forward(X))
+    record_property(f"forward {dtype}", err)
+    assert err <= (1e-12 if dtype == "float64" else 1e-5)
+    assert np.array_equal(got.predict(X), want.predict(X))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.nan, r"X contains NaN or Inf \(row 700, column 3: nan\)"),
+    (-np.inf, r"X contains NaN or Inf \(row 700, column 3: -inf\)"),
+    (1e300, r"X has values too large for float32 \(row 700, column 3: 1e\+300\)")])
+def test_the_fused_check_names_a_bad_value(bad, message, monkeypatch):
+    """NaN, Inf and values beyond float32 in X, found by the compiled forward pass (in the
+    second of two row blocks here), are named by row and column as check_X names them."""
+    monkeypatch.setattr(accelnn.machine.BLAS_THREADS, "serial_max_macs", 0)
+    X, _ = _data([9, 4], "softmax", 1000)
+    X[700, 3] = bad
+    model = accelnn.MLP([9, 16, 4], "relu", "softmax", seed=3, dtype="float32",
+                        backend="numba")
+    for query in (model.predict, model.forward, model.predict_proba):
+        with pytest.raises(ValueError, match=message):
+            query(X)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_first_layer_that_overflows_is_no_error():
+    """A finite X whose first GEMM overflows is computed as on the NumPy backend."""
+    X = np.full((3, 4), 3e38)
+    models = [accelnn.MLP([4, 5, 2], "relu", "softmax", seed=0, dtype="float32", backend=be)
+              for be in ("numba", "numpy")]
+    models[0].set_weights(models[1].get_weights())
+    got, want = (m.forward(X) for m in models)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
