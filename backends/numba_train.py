@@ -49,8 +49,10 @@ class Compiled:
         self.rule = k.RULE_CODES[self.opt.rule.name] if in_kernel(self.opt) else None
         self.macs = sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
         self.l2 = float(spec.l2)
-        self._buffers: dict[int, tuple] = {}
+        self._buffers: dict[tuple, tuple] = {}
         self._args: tuple = ((), ())
+        self._kept_call: tuple | None = None
+        self._no_scalars = np.zeros(0, self.dtype)
 
     @classmethod
     def plan(cls, backend, spec) -> Compiled | None:
@@ -110,31 +112,38 @@ class Compiled:
         return np.array([self.opt.step_scalars(opt_state, lr) for _ in range(steps)],
                         self.dtype).reshape(steps, -1)
 
-    def threads(self, m: int) -> None:
-        """BLAS threads for GEMMs of a batch of m rows (accelnn.machine.BLAS_THREADS)."""
-        BLAS_THREADS.use(BLAS_THREADS.for_gemm(m * max(a * b for a, b in zip(
-            self.sizes, self.sizes[1:]))))
-
     # ------------------------------------------------------------------ entry points
+    def _call(self, params, grads, opt_state, X, Y) -> tuple:
+        """(kernel, arguments before the scalars, arguments after, BLAS threads) of a step on
+        X, Y, kept while the same objects come again (the batch buffers of a fit do)."""
+        key = (params, grads, opt_state, X, Y)
+        kept = self._kept_call
+        if kept is not None and all(a is b for a, b in zip(kept[0], key)):
+            return kept[1]
+        dt = self.dtype
+        Xc, Yc = np.ascontiguousarray(X, dt), np.ascontiguousarray(Y, dt)
+        m = Xc.shape[0]
+        update = self.rule is not None
+        kind = "loops" if self._loops(m) else "blas"
+        kernel = numba_loops.train_step if kind == "loops" else numba_step.train_step
+        before = (*self._arrays(params, grads, opt_state), self.acts, self.head, Xc, Yc,
+                  *self.buffers(kind, m), self.rule if update else 0)
+        largest = m * max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
+        call = (kernel, before, (update, self.l2), BLAS_THREADS.for_gemm(largest))
+        if Xc is X and Yc is Y:  # no conversion: the same objects will mean the same call
+            self._kept_call = (key, call)
+        return call
+
     def step(self, params, grads, opt_state, X, Y, lr):
         """One step on X, Y (Backend.fused_train_step); returns the loss in the dtype."""
-        dt = self.dtype
-        X, Y = np.ascontiguousarray(X, dt), np.ascontiguousarray(Y, dt)
-        m = X.shape[0]
-        arrays = self._arrays(params, grads, opt_state)
+        kernel, before, after, threads = self._call(params, grads, opt_state, X, Y)
         update = self.rule is not None
-        sc = self.scalars(opt_state, lr) if update else np.zeros(0, dt)
-        rule = self.rule if update else 0
-        self.threads(m)
-        if self._loops(m):
-            loss = numba_loops.train_step(*arrays, self.acts, self.head, X, Y,
-                                          *self.buffers("loops", m), rule, sc, update, self.l2)
-        else:
-            loss = numba_step.train_step(*arrays, self.acts, self.head, X, Y,
-                                         *self.buffers("blas", m), rule, sc, update, self.l2)
+        sc = self.scalars(opt_state, lr) if update else self._no_scalars
+        BLAS_THREADS.use(threads)
+        loss = kernel(*before, sc, *after)
         if not update:
             self.opt.update(self.backend, params, grads, opt_state, lr)
-        return dt.type(loss)
+        return self.dtype.type(loss)
 
     def epoch(self, params, grads, opt_state, X, Y, rows, order, batch, lr, writing):
         """One epoch of mini-batches (Backend.fused_train_epoch): float total loss."""
@@ -149,7 +158,8 @@ class Compiled:
         n = math.ceil(order.size / batch)
         chunk = max(1, int(EPOCH_CHUNK_MACS // (3 * batch * self.macs)))
         total = 0.0
-        self.threads(batch)
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(batch * max(
+            a * b for a, b in zip(self.sizes, self.sizes[1:]))))
         for first in range(0, n, chunk):
             last = min(first + chunk, n)
             scs = self.scalars(opt_state, lr, last - first)

@@ -22,7 +22,11 @@ def batches(n: int, batch: int, perm):
 
 
 class TorchSubject:
-    """The same network in eager PyTorch: torch.nn.functional, autograd, torch.optim.SGD."""
+    """The same network in eager PyTorch: torch.nn.functional, autograd, torch.optim. On the
+    CPU each call runs on one thread when the phase's largest GEMM is small (as the numba
+    backend's BLAS policy decides, accelnn.machine.BLAS_THREADS), else on torch's default
+    threads: measured here, torch's default two threads made the small networks' steps 10 to
+    100 times slower beside other libraries' spinning threads in one process."""
 
     peer = True
     name = "torch"
@@ -33,8 +37,9 @@ class TorchSubject:
         self.torch, self.config = torch, config
         self.dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.Xp = self._tensor_of(inputs.Xp, torch, dtype)
+        self.default_threads = torch.get_num_threads()
         self.device = str(self.dev) if self.dev.type == "cuda" else \
-            f"cpu, {torch.get_num_threads()} threads"
+            f"cpu, {self.default_threads} threads by default"
         self.dtype = getattr(torch, dtype)
         self.inputs = inputs
         self.X, self.Y = self._tensor(inputs.X), self._targets(inputs.y)
@@ -76,16 +81,26 @@ class TorchSubject:
             self.torch.cuda.synchronize()
 
     def phase(self, phase: str):
+        from accelnn.machine import BLAS_THREADS
+
         params = self._params()
         if phase == "predict":
-            def predict():
+            def call():
                 with self.torch.inference_mode():
                     Z = self._logits(params, self.Xp)
                     return Z.argmax(1) if Z.shape[1] > 1 else Z[:, 0] > 0
-            return predict
-        if phase == "fit_epoch":
-            return self._fit(params)
-        return self._sgd_step(params)
+        elif phase == "fit_epoch":
+            call = self._fit(params)
+        else:
+            call = self._sgd_step(params)
+        largest = max(g.m * g.k * g.n for g in self.config.gemms(phase))
+        threads = 1 if BLAS_THREADS.for_gemm(largest) == 1 else self.default_threads
+
+        def run():
+            if self.dev.type == "cpu":
+                self.torch.set_num_threads(threads)
+            return call()
+        return run
 
     def _fit(self, params):
         torch, config = self.torch, self.config
