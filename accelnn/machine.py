@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -55,11 +56,28 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
                     "BLIS_NUM_THREADS")
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy clock ticks of the whole machine, ticks of this process) so far, from /proc; None
+    where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(fields) - fields[3] - fields[4], int(own[11]) + int(own[12])
+
+
 class BlasThreads:
-    """How many threads a BLAS GEMM gets: one up to `serial_max_macs` multiply-adds, every core
-    above. Measured (the numba backend's docstring has the numbers): a second OpenBLAS thread
-    gains nothing on small GEMMs and costs on the elementwise pass that follows, which then
-    reads half of its operand from the other core's cache; only large GEMMs gain.
+    """How many threads a BLAS GEMM gets: one up to `serial_max_macs` multiply-adds, above it
+    every core that other processes leave free. Measured (README, "CPU speed"): a second
+    OpenBLAS thread gains nothing on small GEMMs and costs on the elementwise pass that follows,
+    which then reads half of its operand from the other core's cache; only large GEMMs gain, and
+    only on free cores: OpenBLAS' threads wait for each other spinning, so a GEMM of 25.7 M
+    multiply-adds with two threads took 44 ms instead of 1.1 ms with one while other processes
+    held the cores. So the cores that other processes used (from /proc/stat, sampled at most
+    every `sample_s` seconds) are not counted.
 
     A user's own setting wins: with one of THREAD_VARIABLES in the environment, `use` changes
     nothing. Threads are set through threadpoolctl on every BLAS loaded at the first `use`
@@ -67,11 +85,15 @@ class BlasThreads:
     threadpoolctl the policy is off."""
 
     serial_max_macs = 4_000_000
+    sample_s = 0.25
 
     def __init__(self):
         self._libs: list | None = None
         self._current = 0
         self.cores = os.cpu_count() or 1
+        self._free = self.cores
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._sampled: tuple[float, tuple[int, int] | None] = (time.monotonic(), cpu_ticks())
 
     def user_setting(self) -> str | None:
         """'NAME=value' of the variable that sets the threads, or None."""
@@ -82,7 +104,19 @@ class BlasThreads:
 
     def for_gemm(self, macs: int) -> int:
         """The threads for a GEMM of `macs` multiply-adds."""
-        return 1 if macs <= self.serial_max_macs else self.cores
+        return 1 if macs <= self.serial_max_macs else self.free_cores()
+
+    def free_cores(self) -> int:
+        """The cores that other processes left free over the last sample (at least 1)."""
+        now = time.monotonic()
+        then, ticks = self._sampled
+        if now - then >= self.sample_s:
+            new = cpu_ticks()
+            if ticks is not None and new is not None:
+                others = (new[0] - ticks[0] - (new[1] - ticks[1])) / self._hz / (now - then)
+                self._free = max(1, min(self.cores, round(self.cores - others)))
+            self._sampled = (now, new)
+        return self._free
 
     def use(self, n: int) -> None:
         """Run the BLAS on n threads from now on (nothing when the user set them)."""
@@ -112,8 +146,9 @@ class BlasThreads:
             import threadpoolctl  # noqa: F401
         except ImportError:
             return "BLAS defaults (threadpoolctl is not installed: pip install threadpoolctl)"
-        return (f"1 BLAS thread for GEMMs up to {self.serial_max_macs:,} multiply-adds, "
-                f"{self.cores} above (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS overrides)")
+        return (f"1 BLAS thread for GEMMs up to {self.serial_max_macs:,} multiply-adds, above "
+                f"it up to {self.cores}: the cores other processes leave free "
+                f"(OPENBLAS_NUM_THREADS or OMP_NUM_THREADS overrides)")
 
 
 BLAS_THREADS = BlasThreads()

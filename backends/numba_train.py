@@ -158,10 +158,10 @@ class Compiled:
         n = math.ceil(order.size / batch)
         chunk = max(1, int(EPOCH_CHUNK_MACS // (3 * batch * self.macs)))
         total = 0.0
-        BLAS_THREADS.use(BLAS_THREADS.for_gemm(batch * max(
-            a * b for a, b in zip(self.sizes, self.sizes[1:]))))
+        largest = batch * max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
         for first in range(0, n, chunk):
             last = min(first + chunk, n)
+            BLAS_THREADS.use(BLAS_THREADS.for_gemm(largest))
             scs = self.scalars(opt_state, lr, last - first)
             with writing():
                 total = numba_step.train_epoch(*arrays, self.acts, self.head, X, Y, rows,

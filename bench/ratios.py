@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from accelnn.bench import CONFIGS, make_inputs, make_subject, unavailable_reason
-from accelnn.machine import machine_info
+from accelnn.machine import cpu_ticks, machine_info
 
 ROWS = [("seed", "train_step", 1.0), ("mnist", "train_step", 1.0), ("wide", "train_step", 1.0),
         ("deep", "train_step", 1.15), ("tabular", "fit_epoch", 1.5), ("mnist", "fit_epoch", 1.1),
@@ -31,20 +31,10 @@ ROWS = [("seed", "train_step", 1.0), ("mnist", "train_step", 1.0), ("wide", "tra
 PEERS = ["jax", "torch", "sklearn"]
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy ticks of the whole machine, ticks of this process) so far."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    busy = sum(fields) - fields[3] - fields[4]  # less idle and iowait
-    with open("/proc/self/stat") as f:
-        own = f.read().rsplit(")", 1)[1].split()
-    return busy, int(own[11]) + int(own[12])  # utime, stime
-
-
 def block(fn, sync, seconds: float) -> tuple[float, float]:
     """(median seconds per call, CPU share of other processes in cores) over one block."""
     times = []
-    busy0, own0 = _cpu_ticks()
+    busy0, own0 = cpu_ticks()
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or len(times) < 3:
         t0 = time.perf_counter()
@@ -52,7 +42,7 @@ def block(fn, sync, seconds: float) -> tuple[float, float]:
         sync()
         times.append(time.perf_counter() - t0)
     wall = time.perf_counter() - start
-    busy1, own1 = _cpu_ticks()
+    busy1, own1 = cpu_ticks()
     hz = os.sysconf("SC_CLK_TCK")
     return statistics.median(times), max(0, (busy1 - busy0) - (own1 - own0)) / hz / wall
 

@@ -226,13 +226,26 @@ def test_thread_policy_by_gemm_size(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     policy, lib = BlasThreads(), _Lib()
     monkeypatch.setattr(policy, "_controllers", lambda: [lib])
-    policy.cores = 2
+    monkeypatch.setattr(policy, "free_cores", lambda: 2)
     assert policy.for_gemm(policy.serial_max_macs) == 1
     assert policy.for_gemm(policy.serial_max_macs + 1) == 2
     for n in (1, 1, 2, 2, 1):
         policy.use(n)
     assert lib.calls == [1, 2, 1]  # set only when the count changes
     assert "1 BLAS thread for GEMMs up to" in policy.describe()
+
+
+def test_cores_that_other_processes_use_are_not_counted(monkeypatch):
+    """free_cores: the cores less the CPU time other processes took (all busy ticks less this
+    process's) over the last sample, at least 1."""
+    ticks = iter([(0, 0), (200, 50), (400, 240)])  # 100 ticks/s: 1.5 cores, then 0.1
+    monkeypatch.setattr(accelnn.machine, "cpu_ticks", lambda: next(ticks))
+    clock = iter([0.0, 1.0, 2.0])
+    monkeypatch.setattr(accelnn.machine.time, "monotonic", lambda: next(clock))
+    policy = BlasThreads()
+    policy.cores, policy._hz = 2, 100
+    assert policy.free_cores() == 1  # others took 1.5 cores: 0.5 left, at least 1
+    assert policy.free_cores() == 2  # others took 0.1 core
 
 
 def test_a_users_thread_setting_wins(monkeypatch):
