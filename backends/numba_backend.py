@@ -12,11 +12,11 @@ loss) in one call per chunk of batches.
 
 Threading: every kernel is serial and every reduction has a fixed order, so results do not
 depend on NUMBA_NUM_THREADS. BLAS threads follow accelnn.machine.BLAS_THREADS: one thread for
-small GEMMs, every core for large ones. Measured on the 2-core development machine:
-`parallel=True` variants of these kernels ran slower than serial ones when interleaved with
-OpenBLAS' own threads (which spin after each GEMM), and a second OpenBLAS thread gained nothing
-on small GEMMs while the serial pass after it, reading half of its output from the other core's
-cache, took 134-537 us instead of 79 us (issue #13).
+small GEMMs, the cores other processes leave free for large ones. Measured on the 2-core
+development machine: `parallel=True` variants of these kernels ran slower than serial ones
+when interleaved with OpenBLAS' own threads (which spin after each GEMM), and a second
+OpenBLAS thread gained nothing on small GEMMs while the serial pass after it, reading half of
+its output from the other core's cache, took 134-537 us instead of 79 us (issue #13).
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from accelnn.optimizers import RULES, Optimizer
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # The whole-step kernel with hand-written matrix loops (numba_loops) instead of the BLAS step
-# (numba_step) when a sample's forward pass is at most this many multiply-adds and the batch
-# at most LOOP_STEP_MAX_ROWS rows: its loops over the samples beat BLAS calls and their
-# per-call overhead there, and lose beyond.
+# (numba_step) when a sample's forward pass is at most this many multiply-adds: its loops over
+# the samples beat BLAS calls and their per-call overhead there, and lose beyond. Measured,
+# float32 SGD step, loops vs BLAS step: seed [2,4,1] (12) batch 400 10.2 vs 31.0 us; tabular
+# [20,64,64,2] (5504) batch 32 68.4 vs 22.2 us (Adam: 72.8 vs 25.5 us).
 LOOP_STEP_MAX_MACS = 2048
-LOOP_STEP_MAX_ROWS = 1 << 30
 # A compiled epoch runs at most this many multiply-adds (tens of ms) per call, holding the
 # weights' write guard, so that a prediction during fit waits no longer than that.
 EPOCH_CHUNK_MACS = 3e8
@@ -78,9 +78,8 @@ class Compiled:
         self._args = ((params, grads, opt_state), args)
         return args
 
-    def _loops(self, m: int) -> bool:
-        return self.macs <= LOOP_STEP_MAX_MACS and len(self.sizes) >= 3 \
-            and m <= LOOP_STEP_MAX_ROWS
+    def _loops(self) -> bool:
+        return self.macs <= LOOP_STEP_MAX_MACS and len(self.sizes) >= 3
 
     def buffers(self, kind: str, m: int, cols: tuple[int, int] = (0, 0)) -> tuple:
         """The scratch of a step on m rows, kept for the last few (kind, size) pairs (a fit
@@ -124,7 +123,7 @@ class Compiled:
         Xc, Yc = np.ascontiguousarray(X, dt), np.ascontiguousarray(Y, dt)
         m = Xc.shape[0]
         update = self.rule is not None
-        kind = "loops" if self._loops(m) else "blas"
+        kind = "loops" if self._loops() else "blas"
         kernel = numba_loops.train_step if kind == "loops" else numba_step.train_step
         before = (*self._arrays(params, grads, opt_state), self.acts, self.head, Xc, Yc,
                   *self.buffers(kind, m), self.rule if update else 0)
