@@ -76,8 +76,8 @@ class BlasThreads:
     which then reads half of its operand from the other core's cache; only large GEMMs gain, and
     only on free cores: OpenBLAS' threads wait for each other spinning, so a GEMM of 25.7 M
     multiply-adds with two threads took 44 ms instead of 1.1 ms with one while other processes
-    held the cores. So the cores that other processes used (from /proc/stat, sampled at most
-    every `sample_s` seconds) are not counted.
+    held the cores. So a core counts as taken when other processes used at least 3/4 of one
+    over the last sample (from /proc/stat, sampled at most every `sample_s` seconds).
 
     A user's own setting wins: with one of THREAD_VARIABLES in the environment, `use` changes
     nothing. Threads are set through threadpoolctl on every BLAS loaded at the first `use`
@@ -85,7 +85,7 @@ class BlasThreads:
     threadpoolctl the policy is off."""
 
     serial_max_macs = 4_000_000
-    sample_s = 0.25
+    sample_s = 0.1
 
     def __init__(self):
         self._libs: list | None = None
@@ -114,7 +114,7 @@ class BlasThreads:
             new = cpu_ticks()
             if ticks is not None and new is not None:
                 others = (new[0] - ticks[0] - (new[1] - ticks[1])) / self._hz / (now - then)
-                self._free = max(1, min(self.cores, round(self.cores - others)))
+                self._free = max(1, min(self.cores, self.cores - int(others + 0.25)))
             self._sampled = (now, new)
         return self._free
 

@@ -238,14 +238,15 @@ def test_thread_policy_by_gemm_size(monkeypatch):
 def test_cores_that_other_processes_use_are_not_counted(monkeypatch):
     """free_cores: the cores less the CPU time other processes took (all busy ticks less this
     process's) over the last sample, at least 1."""
-    ticks = iter([(0, 0), (200, 50), (400, 240)])  # 100 ticks/s: 1.5 cores, then 0.1
+    ticks = iter([(0, 0), (200, 50), (400, 240), (600, 370)])  # 1.5 cores, 0.1, 0.7
     monkeypatch.setattr(accelnn.machine, "cpu_ticks", lambda: next(ticks))
-    clock = iter([0.0, 1.0, 2.0])
+    clock = iter([0.0, 1.0, 2.0, 3.0])
     monkeypatch.setattr(accelnn.machine.time, "monotonic", lambda: next(clock))
     policy = BlasThreads()
     policy.cores, policy._hz = 2, 100
     assert policy.free_cores() == 1  # others took 1.5 cores: 0.5 left, at least 1
     assert policy.free_cores() == 2  # others took 0.1 core
+    assert policy.free_cores() == 2  # 0.7: less than 3/4 of a core
 
 
 def test_a_users_thread_setting_wins(monkeypatch):
