@@ -138,13 +138,15 @@ def _check_layout(X, n_features: int) -> None:
                          f"{n_features}")
 
 
-def check_X(backend, X, dtype, n_features: int):
+def check_X(backend, X, dtype, n_features: int, finite: bool = True):
     """Validate features and return them as a C-contiguous backend array of `dtype`.
 
     Rejects: anything that is not a 2-D array of numbers (bool, int or float; complex, text and
     objects are refused), a ragged nested list, an empty array, a wrong number of columns,
     NaN, Inf, None or values too large for `dtype` (the message names the first one's row and
-    column). Host data is checked and cast on the host, then moved once."""
+    column). Host data is checked and cast on the host, then moved once. finite=False leaves
+    NaN, Inf and values too large (Inf after the cast) to a caller that finds them more
+    cheaply, and calls this again to name them."""
     if isinstance(X, (list, tuple)):
         X = _as_array(X, "X")
     if not isinstance(X, (np.ndarray, backend.xp.ndarray)):
@@ -158,7 +160,7 @@ def check_X(backend, X, dtype, n_features: int):
         with np.errstate(over="ignore"):  # values too large for dtype are reported below
             X = np.ascontiguousarray(X, dtype=dtype)
     arr = backend.asarray(X, dtype)
-    if not backend.all_finite(arr):
+    if finite and not backend.all_finite(arr):
         if not isinstance(host, np.ndarray):
             host = backend.to_numpy(host)  # a device array: found on the host, once
         at = find_nonfinite(host)

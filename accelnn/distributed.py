@@ -171,7 +171,7 @@ class _Nccl:
 
 
 class _Reducer:
-    """The reducer of accelnn.training.step_function: one all-reduce per step of the flat buffer
+    """The reducer of accelnn.steps.step_function: one all-reduce per step of the flat buffer
     [m * grads..., m * loss, m] (zeros from a rank with no rows in the batch); the sums
     divided by the summed m are the global batch's mean gradients and loss. With sample
     weights, m is a rank's sum of weights, so these are the weighted means."""

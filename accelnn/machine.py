@@ -1,11 +1,13 @@
-"""What machine this is: CPU, cores, BLAS and its kernel, GPU, library versions. Used by
-`accelnn info` and recorded with every benchmark run."""
+"""What machine this is: CPU, cores, BLAS and its kernel, GPU, library versions, used by
+`accelnn info` and recorded with every benchmark run; and the BLAS thread policy of the CPU
+backends (`BLAS_THREADS`)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -46,6 +48,110 @@ def blas_summary() -> str:
         parts.append(f"{lib['internal_api']} {lib['version']} (kernel {lib['architecture']}, "
                      f"{lib['num_threads']} threads)")
     return "; ".join(parts) or "none found"
+
+
+# Environment variables through which a user sets the BLAS threads; any of them set wins over
+# the policy.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS")
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy clock ticks of the whole machine, ticks of this process) so far, from /proc; None
+    where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(fields) - fields[3] - fields[4], int(own[11]) + int(own[12])
+
+
+class BlasThreads:
+    """How many threads a BLAS GEMM gets: one up to `serial_max_macs` multiply-adds, above it
+    every core that other processes leave free. Measured (README, "CPU speed"): a second
+    OpenBLAS thread gains nothing on small GEMMs and costs on the elementwise pass that follows,
+    which then reads half of its operand from the other core's cache; only large GEMMs gain, and
+    only on free cores: OpenBLAS' threads wait for each other spinning, so a GEMM of 25.7 M
+    multiply-adds with two threads took 44 ms instead of 1.1 ms with one while other processes
+    held the cores. So a core counts as taken when other processes used at least 3/4 of one
+    over the last sample (from /proc/stat, sampled at most every `sample_s` seconds).
+
+    A user's own setting wins: with one of THREAD_VARIABLES in the environment, `use` changes
+    nothing. Threads are set through threadpoolctl on every BLAS loaded at the first `use`
+    (NumPy's and, for compiled code, SciPy's), and only when the count changes; without
+    threadpoolctl the policy is off."""
+
+    serial_max_macs = 4_000_000
+    sample_s = 0.1
+
+    def __init__(self):
+        self._libs: list | None = None
+        self._current = 0
+        self.cores = os.cpu_count() or 1
+        self._free = self.cores
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._sampled: tuple[float, tuple[int, int] | None] = (time.monotonic(), cpu_ticks())
+
+    def user_setting(self) -> str | None:
+        """'NAME=value' of the variable that sets the threads, or None."""
+        for name in THREAD_VARIABLES:
+            if os.environ.get(name):
+                return f"{name}={os.environ[name]}"
+        return None
+
+    def for_gemm(self, macs: int) -> int:
+        """The threads for a GEMM of `macs` multiply-adds."""
+        return 1 if macs <= self.serial_max_macs else self.free_cores()
+
+    def free_cores(self) -> int:
+        """The cores that other processes left free over the last sample (at least 1)."""
+        now = time.monotonic()
+        then, ticks = self._sampled
+        if now - then >= self.sample_s:
+            new = cpu_ticks()
+            if ticks is not None and new is not None:
+                others = (new[0] - ticks[0] - (new[1] - ticks[1])) / self._hz / (now - then)
+                self._free = max(1, min(self.cores, self.cores - int(others + 0.25)))
+            self._sampled = (now, new)
+        return self._free
+
+    def use(self, n: int) -> None:
+        """Run the BLAS on n threads from now on (nothing when the user set them)."""
+        if n == self._current:
+            return
+        if self._libs is None:
+            self._libs = self._controllers()
+        self._current = n
+        for lib in self._libs:
+            lib.set_num_threads(n)
+
+    def _controllers(self) -> list:
+        if self.user_setting() is not None:
+            return []
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+    def describe(self) -> str:
+        """The policy in one line, for `accelnn info`."""
+        user = self.user_setting()
+        if user is not None:
+            return f"as the user set them ({user})"
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            return "BLAS defaults (threadpoolctl is not installed: pip install threadpoolctl)"
+        return (f"1 BLAS thread for GEMMs up to {self.serial_max_macs:,} multiply-adds, above "
+                f"it up to {self.cores}: the cores other processes leave free "
+                f"(OPENBLAS_NUM_THREADS or OMP_NUM_THREADS overrides)")
+
+
+BLAS_THREADS = BlasThreads()
 
 
 def _version(module: str) -> str | None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from accelnn import export, io, training
+from accelnn import export, io, steps, training
 from accelnn._data import check_X, host_array, resolve_dtype
 from accelnn.backends import get_backend
 from accelnn.batches import Data
@@ -194,11 +194,19 @@ class MLP:
         check_feature_names(getattr(self, "feature_names_in_", None), X)
 
     def _logits(self, X):
-        """Z[L] for X, in a new backend array, from the weights of one whole step."""
+        """Z[L] for X, in a new backend array, from the weights of one whole step. X's check
+        for NaN and Inf is the backend's (`checked_logits`, fused into the forward pass where
+        it can); when it finds one, check_X names where."""
         self._named(X)
-        Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0])
+        Xd = check_X(self.backend, X, self.dtype, self.layer_sizes[0], finite=False)
         with self.state.guard.reading():
-            return self.network.logits(self.state.params, Xd, self._scratch)
+            Z = self.backend.checked_logits(self.network, self.state.params, Xd,
+                                            self._scratch)
+        if Z is None:
+            check_X(self.backend, X, self.dtype, self.layer_sizes[0])  # raises, naming where
+            with self.state.guard.reading():  # finite X whose first layer overflowed
+                Z = self.network.logits(self.state.params, Xd, self._scratch)
+        return Z
 
     def forward(self, X):
         """Output activations A[L] = h(Z[L]) for X (m, n0): a new (m, nL) array of the model's
@@ -371,7 +379,7 @@ class MLP:
         Xd, Yd, head, classes = self.encode(X, y)
         self.head, self.classes_ = head, classes
         self.state.set_optimizer(opt)
-        step = training.step_function(self.network, self.state, head)
+        step = steps.step_function(self.network, self.state, head)
         return lambda: step(Xd, Yd, lr)
 
     # ------------------------------------------------------------------ files

@@ -23,6 +23,7 @@ from accelnn.losses import get_head
 from accelnn.metrics import check_head, check_metrics, evaluate
 from accelnn.optimizers import check_lr, get_optimizer
 from accelnn.schedules import Schedule, get_schedule
+from accelnn.steps import epoch_function, step_function
 from accelnn.targets import encode_targets
 from accelnn.weighting import check_class_weight, check_sample_weight, combined, unless_uniform
 
@@ -61,54 +62,6 @@ def _check_path(name: str, value) -> str:
     if not path:
         raise ValueError(f"{name} is an empty path; give a file name")
     return path
-
-
-def step_function(network, state, head, reducer=None):
-    """One training step of `network` on `state`, step(X, Y, lr, w=None, w_sum=None) -> loss
-    (0-d backend array, before the update): the backend's compiled path when it has one for
-    this network, else the shared path. The parameters change under `state.guard.writing()`
-    only. With sample weights (w, a device column (k, 1), and w_sum, their sum on the host),
-    the step descends the weighted mean loss (accelnn.network) on the shared path.
-
-    reducer: for data-parallel training (accelnn.distributed), a callable
-    `reducer(loss, grads, m) -> (loss, m_batch)` called between the gradients and the
-    update. X is then this process's part of a batch (possibly no rows, or rows of weight
-    zero: loss and grads are then meaningless and the reducer must count them as zero);
-    `loss` and `grads` are the mean data loss and its gradients over those m rows (m: their
-    number, or the sum of their weights), and the reducer replaces the grads in place by the
-    means over the whole batch, returning that batch's mean loss and its m. L2 is added once
-    afterwards, for the whole batch. With a reducer, the backend's compiled path is never
-    used."""
-    be, opt, guard = network.backend, state.optimizer, state.guard
-    params, grads, opt_state = state.params, state.grads, state.opt_state
-    fused = be.fused_train_step(network.spec(head, opt)) if reducer is None else None
-
-    def loss_grads(X, Y):
-        ws = state.workspace(network, X.shape[0])
-        return network.loss_grads(params, grads, head, X, Y, ws)
-
-    replay = be.replayed(loss_grads) if reducer is None else None
-
-    def step(X, Y, lr, w=None, w_sum=None):
-        if fused is not None and w is None:
-            with guard.writing():
-                return fused(params, grads, opt_state, X, Y, lr)
-        if reducer is not None:
-            m = X.shape[0] if w is None else w_sum
-            ws = state.workspace(network, X.shape[0])
-            loss, m = reducer(network.data_loss_grads(params, grads, head, X, Y, ws, w, w_sum)
-                              if m else 0.0, grads, m)
-            loss = network.add_l2(params, grads, loss, m)
-        elif w is None:
-            loss = replay(X, Y)
-        else:
-            ws = state.workspace(network, X.shape[0])
-            loss = network.loss_grads(params, grads, head, X, Y, ws, w, w_sum)
-        with guard.writing():
-            opt.update(be, params, grads, opt_state, lr)
-        return loss
-
-    return step
 
 
 def fit(model, X, y, **options):
@@ -155,8 +108,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     of a data set of m rows split across processes and y (and sample_weight) hold the
     targets (weights) of all m rows (see MLP.encode); batches are drawn over all m rows and
     this process trains on its rows of each. reducer combines every step's gradients across
-    processes (see step_function). With a part, metrics and validation_split are rejected:
-    they would see this process's rows only; so is L-BFGS."""
+    processes (see accelnn.steps.step_function). With a part, metrics and validation_split
+    are rejected: they would see this process's rows only; so is L-BFGS."""
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     if not (isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
@@ -358,18 +311,21 @@ class _Run:
         self.cbs, self.verbose, self.checkpoint, self.lr0 = cbs, verbose, checkpoint, lr0
         self.history = History()
 
-    def _epoch(self, step, epoch: int) -> tuple[float, float]:
-        """One pass over the data; returns (the mean step loss, each step counted by its
-        batch's share, and lr)."""
+    def _epoch(self, step, fused, epoch: int) -> tuple[float, float]:
+        """One pass over the data, through the compiled epoch `fused` when there is one;
+        returns (the mean step loss, each step counted by its batch's share, and lr)."""
         state = self.model.state
         lr = self.schedule.lr(self.lr0, epoch, state.samples_seen)
         order = None
         if self.bs < self.data.m and self.shuffle:
             order = state.rng.permutation(self.data.m)
         total = 0.0
-        for b in self.data.batches(self.bs, order):
-            loss = step(b.X, b.Y, lr, b.w, b.w_sum)
-            total = loss if b.share == 1.0 else total + loss * b.share
+        if fused is not None:
+            total = fused(order, lr)
+        else:
+            for b in self.data.batches(self.bs, order):
+                loss = step(b.X, b.Y, lr, b.w, b.w_sum)
+                total = loss if b.share == 1.0 else total + loss * b.share
         state.samples_seen += self.data.m
         return float(total), lr
 
@@ -426,6 +382,8 @@ class _Run:
         """The epochs of gradient descent; returns the last epoch's logs."""
         model, state = self.model, self.model.state
         step = step_function(model.network, state, model.head, self.reducer)
+        fused = epoch_function(model.network, state, model.head, self.data, self.bs,
+                               self.reducer)
         start = state.snapshot()  # the state at the start of the current epoch
         good = None  # ... and at the start of the last epoch whose loss was finite
         logs: dict = {}
@@ -433,7 +391,7 @@ class _Run:
             if epoch > first:
                 state.snapshot(into=start)
             self.cbs.epoch_begin(epoch)
-            loss, lr = self._epoch(step, epoch)
+            loss, lr = self._epoch(step, fused, epoch)
             if not math.isfinite(loss):
                 self._diverged(state, good, start,
                                f"the loss became {loss} in epoch {epoch + 1}")

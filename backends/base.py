@@ -141,6 +141,15 @@ class Backend:
             self.act_grad(dA_prev, A_prev, act_prev)
         return dW, db
 
+    # ----------------------------------------------------------------- inference
+    def checked_logits(self, network, params, X, scratch):
+        """network.logits(params, X, scratch) (Z[L] in a new array), or None when X holds NaN
+        or Inf, which the caller then locates. A backend may fuse the check into the forward
+        pass: a non-finite X makes the first GEMM's output non-finite."""
+        if not self.all_finite(X):
+            return None
+        return network.logits(params, X, scratch)
+
     # ----------------------------------------------------------------- optimizer update
     def update(self, rule: Rule, params, grads, states, scalars: tuple[float, ...]):
         """One optimizer step in place: for every parameter p, its gradient g and its state
@@ -166,4 +175,16 @@ class Backend:
         `spec` is an `accelnn.model.StepSpec`. The callable has the signature
         `step(params, grads, opt_state, X, Y, lr) -> loss` and must equal the shared path
         (float64, 1e-12) -- a test holds every backend that offers one to that."""
+        return None
+
+    def fused_train_epoch(self, spec) -> Callable | None:
+        """A compiled epoch of mini-batches for a network this backend recognizes, or None.
+
+        The callable has the signature `epoch(params, grads, opt_state, X, Y, rows, order,
+        batch, lr, writing) -> float`: it trains on the rows of the permutation `order`
+        (numbering the rows of Y) in batches of `batch` (the last may be short), X's row i
+        being X[rows[i]] (rows None: X[i]; X may be a memory-mapped host array, read a batch
+        at a time), each step as `fused_train_step`'s, and returns the sum over batches of
+        the loss times the batch's share of the rows. It changes the parameters only inside
+        `with writing():` blocks. It must equal the shared loop (float64, 1e-12)."""
         return None

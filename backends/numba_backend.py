@@ -3,15 +3,20 @@ around them fused into `@njit(cache=True)` kernels (accelnn.backends.numba_kerne
 pass over its arrays, in place. float32 and float64 C-contiguous arrays take the kernels;
 anything else falls back to the generic NumPy path of the base class.
 
-Small dense networks, where per-call overhead dominates, get a compiled whole training step
-(`fused_train_step`): one kernel call does forward, loss, backward and SGD, with float32
-tanh/exp/log1p as vectorized polynomials (`seed`: 5.5 us against NumPy's 34 us).
+Training is compiled whole (accelnn.backends.numba_train): `fused_train_step` is one call into
+compiled code per step for dense networks of any depth, every activation, head and update kernel,
+with L2 (numba_step: GEMMs through BLAS from compiled code, the elementwise work and the update
+fused around them; numba_loops: hand-written matrix loops for the smallest networks, where they
+beat BLAS calls), and `fused_train_epoch` runs a whole epoch of mini-batches (gathering, steps,
+loss) in one call per chunk of batches.
 
 Threading: every kernel is serial and every reduction has a fixed order, so results do not
-depend on NUMBA_NUM_THREADS. Measured on the 2-core development machine: `parallel=True`
-variants of these kernels ran slower than serial ones when interleaved with OpenBLAS' own
-threads (which spin after each GEMM), and the GEMMs, already threaded by BLAS, hold 90-98% of
-the step time where the kernels could matter (mnist, wide). The numbers are in the issue report.
+depend on NUMBA_NUM_THREADS. BLAS threads follow accelnn.machine.BLAS_THREADS: one thread for
+small GEMMs, the cores other processes leave free for large ones. Measured on the 2-core
+development machine: `parallel=True` variants of these kernels ran slower than serial ones
+when interleaved with OpenBLAS' own threads (which spin after each GEMM), and a second
+OpenBLAS thread gained nothing on small GEMMs while the serial pass after it, reading half of
+its output from the other core's cache, took 134-537 us instead of 79 us (issue #13).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from accelnn.backends.base import Backend
+from accelnn.machine import BLAS_THREADS
 from accelnn.optimizers import RULES
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -33,14 +39,6 @@ _LIBM = ("g(z) needs tanh/exp/log1p: in float64 these are scalar libm calls, whi
 DELIBERATELY_GENERIC: dict[str, dict[str, str]] = {
     "activation": dict.fromkeys(("sigmoid", "tanh", "softplus"), _LIBM),
 }
-
-# Whole-step kernel only when a sample's forward pass is at most this many multiply-adds: its
-# loops over the samples beat BLAS plus per-call overhead below it and lose above it. Measured,
-# float32, step time vs the shared numba path: [2,4,1] (12) batch 400 5.3x, [8,16,16,1] (400)
-# batch 64 4.2x, [16,32,16,1] (1040) batch 128 1.6x, [32,32,10] (1344) batch 64 1.4x and
-# batch 256 0.97x, [32,64,10] (2688) batch 32 1.08x and batch 128 0.84x, deep (91k) 0.33x.
-FUSED_STEP_MAX_MACS = 2048
-
 
 def _fast(*arrays) -> bool:
     """True when every array is a C-contiguous float32/float64 NumPy array of one dtype."""
@@ -82,16 +80,22 @@ class NumbaBackend(Backend):
     def info(self) -> dict:
         import numba
 
-        from accelnn.machine import blas_summary
+        from accelnn.machine import BLAS_THREADS, blas_summary
 
         try:
             layer = numba.threading_layer()
         except ValueError:  # no parallel kernel has run: report the configured choice
             layer = f"{numba.config.THREADING_LAYER} (not initialised; kernels are serial)"
         return {**super().info(), "numba": numba.__version__, "threading_layer": layer,
-                "num_threads": numba.get_num_threads(), "blas": blas_summary()}
+                "num_threads": numba.get_num_threads(), "blas": blas_summary(),
+                "blas_threads": BLAS_THREADS.describe()}
 
     # ----------------------------------------------------------------- primitives
+    def matmul(self, a, b, out):
+        """The GEMM on the threads the policy gives its size (accelnn.machine.BLAS_THREADS)."""
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(a.shape[0] * a.shape[1] * b.shape[1]))
+        return np.matmul(a, b, out=out)
+
     def bias_act(self, Z, b, act):
         code = self.kernels["activation"].get(act.name)
         if code is None or not _fast(Z, b):
@@ -145,39 +149,37 @@ class NumbaBackend(Backend):
                 dtype, typed = p.dtype, tuple(map(p.dtype.type, scalars))
             kernel(p, g, *state, *typed)
 
-    # ----------------------------------------------------------------- whole-step fast path
+    def all_finite(self, a) -> bool:
+        if not _fast(a):
+            return super().all_finite(a)
+        return bool(self.k.all_finite(a))
+
+    def checked_logits(self, network, params, X, scratch):
+        """The compiled forward pass (numba_train.checked_logits) for float32/float64 networks
+        whose activations all have kernels; the generic path otherwise."""
+        if np.dtype(network.dtype) not in FLOATS or not all(
+                a.name in self.k.ACT_CODES for a in network.activations) or not _fast(X):
+            return super().checked_logits(network, params, X, scratch)
+        from accelnn.backends.numba_train import checked_logits
+
+        return checked_logits(self, network, params, X, scratch)
+
+    # ----------------------------------------------------------------- compiled training
     def fused_train_step(self, spec):
-        """The whole-step kernel for dense networks with at least one hidden layer, at most
-        FUSED_STEP_MAX_MACS multiply-adds per sample, float32/float64; None otherwise.
-        An optimizer with the plain SGD rule runs inside the kernel, with its folded learning
-        rate; other optimizers update through `update` afterwards (the kernel then leaves the
-        weights alone)."""
-        k, sizes = self.k, spec.layer_sizes
-        macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
-        codes = [k.ACT_CODES.get(a.name) for a in spec.activations]
-        if (np.dtype(spec.dtype) not in FLOATS or len(sizes) < 3 or None in codes
-                or spec.head.name not in k.HEAD_CODES or macs > FUSED_STEP_MAX_MACS):
-            return None
-        dtype, opt = np.dtype(spec.dtype).type, spec.optimizer
-        acts = np.array(codes, dtype=np.int64)
-        head = k.HEAD_CODES[spec.head.name]
-        in_kernel_sgd = opt.rule is RULES["sgd"]
-        per_size: dict[int, tuple] = {}  # a fit meets at most two sizes: batch and rest
+        """A compiled whole step for dense networks (numba_step; numba_loops for small ones)
+        with the head, every activation and float32/float64; None otherwise. The update runs
+        inside for the optimizers whose rule has a kernel (numba_kernels.UPDATES), through
+        `update` afterwards for the others."""
+        from accelnn.backends.numba_train import Compiled
 
-        def step(params, grads, opt_state, X, Y, lr):
-            m = X.shape[0]
-            if m not in per_size:
-                rows = (sizes[0], *sizes[1:], *sizes[1:-1])  # X, every A, the hidden deltas
-                per_size[m] = ((*(np.empty((n, m), dtype) for n in rows),
-                                np.empty((m, sizes[-1]), dtype)),
-                               dtype(1.0 / m), spec.l2 / (2 * m), dtype(spec.l2 / m))
-            buffers, inv_m, l2_loss, l2_grad = per_size[m]
-            sgd_lr = opt.step_scalars(opt_state, lr)[0] if in_kernel_sgd else 0.0
-            loss = k.train_step(tuple(params[0::2]), tuple(params[1::2]),
-                                tuple(grads[0::2]), tuple(grads[1::2]), acts, head, X, Y,
-                                buffers, in_kernel_sgd, dtype(sgd_lr), inv_m, l2_loss, l2_grad)
-            if not in_kernel_sgd:
-                opt.update(self, params, grads, opt_state, lr)
-            return dtype(loss)
+        plan = Compiled.plan(self, spec)
+        return None if plan is None else plan.step
 
-        return step
+    def fused_train_epoch(self, spec):
+        """A compiled epoch of mini-batches (numba_step.train_epoch) for what fused_train_step
+        takes with an optimizer whose update has a kernel; None otherwise. See
+        Backend.fused_train_epoch."""
+        from accelnn.backends.numba_train import Compiled
+
+        plan = Compiled.plan(self, spec)
+        return None if plan is None or plan.rule is None else plan.epoch

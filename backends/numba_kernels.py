@@ -16,8 +16,10 @@ Every reduction runs in a fixed order that depends only on the shapes, so result
 on the thread count. Every kernel is serial: measured on a 2-core machine, `parallel=True`
 versions interleaved with multithreaded BLAS were slower than these (see the numba backend).
 
-`train_step` is the whole-step fast path for small dense networks: forward, loss, backward and
-SGD in one call, the GEMMs written as loops over the samples in a (features, samples) layout.
+The compiled whole step and epoch loop (accelnn.backends.numba_step) and the small-network
+step with hand-written matrix loops (accelnn.backends.numba_loops) are built from these kernels;
+the helpers they inline without allocating (`head_loss_delta`, `add_bias_grad`, `flat`) are
+public for them.
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ def _by_code(code, loop, X, Y, identity, sigmoid, tanh, relu, leaky_relu, softpl
 
 
 @njit(inline="always")
-def _flat(a):
+def flat(a):
     """A 1-D view of a C-contiguous array."""
     return a.reshape(a.size)
 
@@ -227,7 +229,7 @@ def _bias_act_loop(Z, b, f):
 
 @njit(inline="always")
 def _map_loop(Z, _, f):
-    Z = _flat(Z)
+    Z = flat(Z)
     for i in range(Z.size):
         Z[i] = f(Z[i])
 
@@ -254,18 +256,24 @@ def act_grad(dA, A, code):
              _d_leaky_relu, _d_softplus)
 
 
-@kernel
-def bias_grad(dZ, out):
-    """out <- sum of dZ over rows, rows added in order (NumPy's order for axis=0), in a
-    float64 accumulator: float64 results equal NumPy's, float32 ones are more accurate (a
-    bias gradient is a sum that mostly cancels)."""
+@njit(inline="always")
+def add_bias_grad(dZ, out, acc):
+    """out <- sum of dZ over rows, rows added in order (NumPy's order for axis=0), in the float64
+    accumulator acc (at least dZ.shape[1] long): float64 results equal NumPy's, float32 ones are
+    more accurate (a bias gradient is a sum that mostly cancels)."""
     m, n = dZ.shape
-    acc = np.zeros(n, np.float64)
+    acc[:n] = 0.0
     for i in range(m):
         for j in range(n):
             acc[j] += dZ[i, j]
     for j in range(n):
         out[j] = acc[j]
+
+
+@kernel
+def bias_grad(dZ, out):
+    """out <- sum of dZ over rows (see add_bias_grad)."""
+    add_bias_grad(dZ, out, np.empty(dZ.shape[1], np.float64))
 
 
 @njit(inline="always")
@@ -305,11 +313,12 @@ def _sum(x):
     return s
 
 
-@kernel
-def loss_delta(Z, Y, out, code, inv_m):
-    """out <- (h(Z) - Y) * inv_m (out may be Z); returns the head's loss, summed in float64
-    from the logits: BCE as max(z,0) - z y + log1p(exp(-|z|)), CE with log-sum-exp, squared
-    error / 2. Sigmoid and identity make one flat pass (vectorized) and sum its terms apart."""
+@njit(inline="always")
+def head_loss_delta(Z, Y, out, code, inv_m, terms):
+    """out <- (h(Z) - Y) * inv_m (out may be Z, Y of Z's shape); returns the head's loss, summed
+    in float64 from the logits: BCE as max(z,0) - z y + log1p(exp(-|z|)), CE with log-sum-exp,
+    squared error / 2. Sigmoid and identity make one flat pass (vectorized) that writes their
+    terms into the float64 scratch `terms` (at least Z.size long) and sums them apart."""
     m, n = Z.shape
     if code == SOFTMAX:
         total = 0.0
@@ -327,9 +336,10 @@ def loss_delta(Z, Y, out, code, inv_m):
         return total / m
     # In place on `out`: with out = Z, a loop reading Z and writing out failed LLVM's runtime
     # overlap check and ran scalar (5x slower).
-    y, o = _flat(np.ascontiguousarray(Y)), _flat(out)
-    o[:] = _flat(Z)
-    terms = np.empty(o.size)
+    y, o = flat(Y), flat(out)
+    if o.ctypes.data != Z.ctypes.data:
+        o[:] = flat(Z)
+    terms = terms[:o.size]
     if code == SIGMOID:
         for i in range(o.size):
             z, yi = o[i], y[i]
@@ -344,6 +354,22 @@ def loss_delta(Z, Y, out, code, inv_m):
     return _sum(terms) / m
 
 
+@kernel
+def loss_delta(Z, Y, out, code, inv_m):
+    """head_loss_delta with a scratch of its own (Y made contiguous)."""
+    return head_loss_delta(Z, np.ascontiguousarray(Y), out, code, inv_m, np.empty(Z.size))
+
+
+@kernel(fastmath={"reassoc"})
+def all_finite(a):
+    """True when no element of the C-contiguous array a is NaN or Inf: one vectorized pass that
+    adds up x * 0 (0 for a finite x, NaN otherwise), with no temporary array."""
+    x, s = flat(a), a.dtype.type(0)
+    for i in range(x.size):
+        s += x[i] * ZERO
+    return s == 0
+
+
 # ---------------------------------------------------------------------- optimizer updates
 # One kernel per rule of accelnn.optimizers, called as kernel(p, g, *state arrays, *scalars)
 # with the rule's scalars cast to the array dtype: its reference's operations, in its order,
@@ -351,7 +377,7 @@ def loss_delta(Z, Y, out, code, inv_m):
 @kernel
 def sgd(p, g, lr):
     """p <- p - lr g."""
-    p, g = _flat(p), _flat(g)
+    p, g = flat(p), flat(g)
     for i in range(p.size):
         p[i] -= g[i] * lr
 
@@ -359,7 +385,7 @@ def sgd(p, g, lr):
 @njit(inline="always")
 def _momentum_loop(p, g, v, lr, mu, nesterov):
     """v <- mu v - lr g; p <- p + v, or p - lr g + mu v with Nesterov."""
-    p, g, v = _flat(p), _flat(g), _flat(v)
+    p, g, v = flat(p), flat(g), flat(v)
     for i in range(p.size):
         step = g[i] * lr
         v[i] = v[i] * mu - step
@@ -384,7 +410,7 @@ def nesterov(p, g, v, lr, mu):
 @kernel
 def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
     """m <- beta1 m + c1 g; v <- beta2 v + (c1 g)^2 c2; p <- decay p - lr_t m / (sqrt(v) + eps)."""
-    p, g, m, v = _flat(p), _flat(g), _flat(m), _flat(v)
+    p, g, m, v = flat(p), flat(g), flat(m), flat(v)
     for i in range(p.size):
         gs = g[i] * c1
         m[i] = m[i] * beta1 + gs
@@ -395,7 +421,7 @@ def adam(p, g, m, v, lr_t, beta1, beta2, c1, c2, eps, decay):
 @kernel
 def rmsprop(p, g, sq, lr, rho, c, eps):
     """sq <- rho sq + c g^2; p <- p - lr g / (sqrt(sq) + eps)."""
-    p, g, sq = _flat(p), _flat(g), _flat(sq)
+    p, g, sq = flat(p), flat(g), flat(sq)
     for i in range(p.size):
         sq[i] = sq[i] * rho + c * (g[i] * g[i])
         p[i] -= g[i] * lr / (math.sqrt(sq[i]) + eps)
@@ -403,111 +429,23 @@ def rmsprop(p, g, sq, lr, rho, c, eps):
 
 UPDATES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam,
            "rmsprop": rmsprop}
-
-
-# ---------------------------------------------------------------------- whole training step
-# Activations are kept as (features, samples) arrays, so that every inner loop runs over the
-# samples: contiguous, long, and vectorized, with one weight held in a register per pass.
-@njit(inline="always")
-def _transpose(src, dst):
-    """dst <- src.T, along the rows of whichever of the two has fewer (long inner loops)."""
-    if dst.shape[0] <= src.shape[0]:
-        for j in range(dst.shape[0]):
-            d = dst[j]
-            for i in range(d.size):
-                d[i] = src[i, j]
-    else:
-        for i in range(src.shape[0]):
-            s = src[i]
-            for j in range(s.size):
-                dst[j, i] = s[j]
+RULE_CODES = {name: code for code, name in enumerate(UPDATES)}
+_SGD, _MOMENTUM, _NESTEROV, _ADAM, _RMSPROP = (RULE_CODES[n] for n in (
+    "sgd", "momentum", "nesterov", "adam", "rmsprop"))
 
 
 @njit(inline="always")
-def _dense_t(W, b, A, out):
-    """out <- W.T @ A + b[:, None]: Z of a layer, (n_out, m), from A (n_in, m)."""
-    for j in range(W.shape[1]):
-        o, bj = out[j], b[j]
-        for i in range(o.size):
-            o[i] = bj
-        for k in range(W.shape[0]):
-            w, a = W[k, j], A[k]
-            for i in range(o.size):
-                o[i] += w * a[i]
-
-
-@njit(inline="always")
-def _back_t(D, W, out):
-    """out <- W @ D: the upstream gradient, (n_in, m), from the layer's delta D (n_out, m)."""
-    for k in range(W.shape[0]):
-        o = out[k]
-        w, d = W[k, 0], D[0]
-        for i in range(o.size):
-            o[i] = w * d[i]
-        for j in range(1, W.shape[1]):
-            w, d = W[k, j], D[j]
-            for i in range(o.size):
-                o[i] += w * d[i]
-
-
-@kernel(fastmath={"reassoc"})
-def _grads_t(A, D, dW, db):
-    """dW <- A @ D.T and db <- row sums of D, with A (n_in, m) and D (n_out, m), summed over
-    the samples in float64 (reassociated into vector lanes: an order fixed by m and the
-    vector width)."""
-    for j in range(D.shape[0]):
-        d = D[j]
-        s = 0.0
-        for i in range(d.size):
-            s += d[i]
-        db[j] = s
-        for k in range(A.shape[0]):
-            a = A[k]
-            s = 0.0
-            for i in range(d.size):
-                s += a[i] * d[i]
-            dW[k, j] = s
-
-
-@kernel
-def train_step(Ws, bs, gWs, gbs, acts, head, X, Y, bufs, update, lr, inv_m, l2_half, l2_m):
-    """One training step of a dense network with at least one hidden layer: forward, loss and
-    output delta, backward into gWs/gbs, the L2 terms (l2_m = l2/m, l2_half = l2/(2m)), then
-    SGD with `lr` when `update` (else the caller's optimizer updates). Returns the loss.
-
-    bufs = (X.T (n0, m), Z[l].T then A[l].T (n_l, m) for every layer, the hidden deltas
-    (n_l, m), the output (m, n_L) for `loss_delta`), all of X's dtype."""
-    L = len(Ws)
-    XT, out = bufs[0], bufs[-1]
-    _transpose(X, XT)
-    A = XT
-    for l in range(L):
-        _dense_t(Ws[l], bs[l], A, bufs[1 + l])
-        A = bufs[1 + l]
-        if l < L - 1:
-            activate(A, acts[l])
-    _transpose(A, out)
-    loss = loss_delta(out, Y, out, head, inv_m)
-    _transpose(out, A)
-    delta = A
-    for l in range(L - 1, -1, -1):
-        A_prev = bufs[l]  # X.T for the first layer
-        _grads_t(A_prev, delta, gWs[l], gbs[l])
-        if l > 0:
-            D = bufs[L + l]
-            _back_t(delta, Ws[l], D)
-            act_grad(D, A_prev, acts[l - 1])
-            delta = D
-    if l2_m != 0:
-        for l in range(L):
-            W, dW = _flat(Ws[l]), _flat(gWs[l])
-            sq = 0.0
-            for i in range(W.size):
-                sq += W[i] * W[i]
-                dW[i] += W[i] * l2_m
-            loss += l2_half * sq
-    if update:
-        for l in range(L):
-            sgd(Ws[l], gWs[l], lr)
-            sgd(bs[l], gbs[l], lr)
-    return loss
+def apply_update(rule, p, g, s1, s2, sc):
+    """The kernel of UPDATES with code `rule` (RULE_CODES) on one parameter p with gradient g,
+    state arrays s1 and s2 (those the rule lacks: any arrays of p's type, left alone) and the
+    rule's scalars in the array sc of p's dtype: for compiled steps, which hold every rule."""
+    if rule == _SGD:
+        sgd(p, g, sc[0])
+    elif rule == _MOMENTUM:
+        momentum(p, g, s1, sc[0], sc[1])
+    elif rule == _NESTEROV:
+        nesterov(p, g, s1, sc[0], sc[1])
+    elif rule == _ADAM:
+        adam(p, g, s1, s2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6])
+    elif rule == _RMSPROP:
+        rmsprop(p, g, s1, sc[0], sc[1], sc[2], sc[3])

@@ -42,7 +42,7 @@ def test_quick_run_produces_every_field(report):
     numba = bench.unavailable_reason("numba")
     want = ["numpy"] if numba else ["numpy", "numba"]
     assert {r["backend"] for r in report["records"]} == set(want)
-    assert len(report["records"]) == len(want) * 2 * 2  # phases x dtypes
+    assert len(report["records"]) == len(want) * len(bench.PHASES) * 2  # phases x dtypes
     for r in report["records"]:
         assert FIELDS <= r.keys(), FIELDS - r.keys()
         assert r["status"] == "ok", r["error"]
@@ -50,7 +50,8 @@ def test_quick_run_produces_every_field(report):
                     "max_rel_err"):
             assert isinstance(r[key], float) and r[key] >= 0, (key, r[key])
         assert r["q1_s"] <= r["median_s"] <= r["q3_s"]
-        assert r["samples_per_s"] == pytest.approx(r["batch"] / r["median_s"])
+        rows = bench.CONFIGS[r["config"]].rows(r["phase"])
+        assert r["samples_per_s"] == pytest.approx(rows / r["median_s"])
     if numba:
         assert {"backend": "numba", "reason": numba} in report["skipped"]
     assert report["machine"]["cores"] >= 1 and "blas" in report["machine"]
@@ -87,16 +88,21 @@ def test_flop_count_against_a_hand_count():
     mnist = bench.CONFIGS["mnist"]  # [784, 256, 10], batch 128
     forward = 2 * 128 * 784 * 256 + 2 * 128 * 256 * 10
     assert forward == 52_035_584
-    assert mnist.flops("predict") == forward
+    assert mnist.flops("predict") == forward * 1000 // 128  # labels of 1,000 rows
     # train: forward + dW of both layers + dA_prev of layer 2 only (layer 1 has none)
     assert mnist.flops("train_step") == 2 * forward + 2 * 128 * 256 * 10 == 104_726_528
     seed = bench.CONFIGS["seed"]  # [2, 4, 1], batch 400
     assert seed.flops("predict") == 2 * 400 * (2 * 4 + 4 * 1) == 9_600
     assert seed.flops("train_step") == 2 * 400 * (3 * (8 + 4) - 8) == 22_400
+    # fit_epoch: a train step per batch, the last one short
+    tabular = bench.CONFIGS["tabular"]  # [20, 64, 64, 2], batch 32, 5,000 rows, 20 epochs
+    per_row = 2 * (3 * (20 * 64 + 64 * 64 + 64 * 2) - 20 * 64)
+    assert tabular.flops("fit_epoch") == 20 * 5000 * per_row
+    assert tabular.rows("fit_epoch") == 100_000 and mnist.rows("predict") == 1000
 
 
 @pytest.mark.parametrize("option, value, valid", [
-    ("--configs", "seed,nope", "seed, mnist, wide, deep"),
+    ("--configs", "seed,nope", "seed, mnist, wide, deep, tabular"),
     ("--backends", "numpy,tensorflow", "numpy, numba, cupy"),
     ("--dtypes", "float16", "float32, float64"),
 ])
@@ -161,8 +167,8 @@ def test_cli_writes_json_markdown_and_plot_and_names_them(tmp_path, capsys):
         argv += ["--plot", str(png)]
     assert cli_main(argv) == 0
     data = json.loads(out.read_text())
-    assert [(r["phase"], r["status"]) for r in data["records"]] == [("predict", "ok"),
-                                                                    ("train_step", "ok")]
+    assert [(r["phase"], r["status"]) for r in data["records"]] == [
+        ("predict", "ok"), ("train_step", "ok"), ("fit_epoch", "ok")]
     captured = capsys.readouterr()
     assert md.read_text() == captured.out
     assert f"wrote JSON report: {out}" in captured.err
@@ -176,7 +182,7 @@ def test_plot_axis_is_linear_from_zero(report, tmp_path):
     pytest.importorskip("matplotlib")
     fig = bench.plot(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
-    assert len(fig.axes) == 4  # (predict, train_step) x (float32, float64)
+    assert len(fig.axes) == 6  # (predict, train_step, fit_epoch) x (float32, float64)
     for ax in fig.axes:
         assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
         assert "relative to numpy" in ax.get_ylabel()
@@ -274,10 +280,11 @@ def test_progress_prints_each_finished_row_on_a_pipe(capsys, monkeypatch):
     report = bench.run(configs=["seed"], backends=["numpy", "numpy-plain"], dtypes=["float32"],
                        quick=True, min_time=0.005)  # progress on; capsys' stderr is no tty
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == len(report["records"]) == 4
+    assert len(lines) == len(report["records"]) == 6  # 3 phases x (numpy, numpy-plain)
     for n, line in enumerate(lines, 1):
-        assert re.match(rf"\[{n}/4 +\d+\.\ds\] seed \[2, 4, 1\] b400 (predict|train_step) "
-                        rf"float32 numpy(-plain \(peer\))?: .*/call, .* samples/s, ", line), line
+        assert re.match(rf"\[{n}/6 +\d+\.\ds\] seed \[2, 4, 1\] b400 "
+                        rf"(predict|train_step|fit_epoch) float32 numpy(-plain \(peer\))?: "
+                        rf".*/call, .* samples/s, ", line), line
     stream = _Flushes()
     bar = bench.Progress(2, stream, bar=False)
     bar.row(report["records"][0])
@@ -441,7 +448,7 @@ def test_a_busy_run_re_measures_and_marks_its_rows_and_says_so(monkeypatch, caps
     out = capsys.readouterr().out
     assert code == 0  # noise is reported, never a failure
     rows = [line for line in out.splitlines() if line.startswith("| seed")]
-    assert len(rows) == 4
+    assert len(rows) == 6
     for line in rows:
         assert "noisy: machine busy (" in line, line
     # The first row is re-measured; once 20 blocks in a row were contaminated, no more rounds.

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import accelnn
-from accelnn import batches, distributed, training
+from accelnn import batches, distributed, steps
 
 LAYERS = [4, 5, 3]
 M = 101  # odd: the shards differ in size
@@ -368,7 +368,7 @@ def test_reducer_step_takes_the_shared_path_and_empty_parts(monkeypatch):
     def reducer(loss, grads, m):
         seen.append(m)
         return loss, M
-    step = training.step_function(model.network, model.state, head, reducer)
+    step = steps.step_function(model.network, model.state, head, reducer)
     step(Xd[:10], Yd[:10], 0.1)
     step(Xd[:0], Yd[:0], 0.1)
     assert seen == [10, 0]

@@ -265,9 +265,10 @@ def test_fused_step_declines_what_it_does_not_cover(nb):
         return StepSpec(model.layer_sizes, model.activations, model.head, 0.0, SGD(0.1),
                         np.dtype(dtype))
 
-    assert nb.fused_train_step(spec([784, 256, 10])) is None  # BLAS territory
-    assert nb.fused_train_step(spec([4, 3])) is None  # no hidden layer
+    assert nb.fused_train_step(spec([784, 256, 10])) is not None  # the BLAS step
+    assert nb.fused_train_step(spec([4, 3])) is not None  # no hidden layer
     assert nb.fused_train_step(spec([4, 5, 3], "float16")) is None
+    assert nb.fused_train_epoch(spec([4, 5, 3], "float16")) is None
     assert nb.fused_train_step(spec([2, 4, 1], act="tanh")) is not None
 
 

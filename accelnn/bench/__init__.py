@@ -8,10 +8,14 @@ do the numbers agree?" over the standard configurations of DESIGN.md section 5:
     wide   [1024, 2048, 2048, 10]             relu / softmax   batch 512
     deep   [64, 128 x 6, 10]                  relu / softmax   batch 32
 
+    tabular [20, 64, 64, 2]                   relu / softmax   batch 32 (fit: 5,000 rows)
+
 Phases, each on data already on the backend's device:
 
-    predict     model.forward(X): the forward pass to the output probabilities
+    predict     model.predict(X): class labels (mnist: of 1,000 rows)
     train_step  one SGD step of model.step_function(X, y): forward, backward and update
+    fit_epoch   model.fit(X, y, batch_size=batch, optimizer=Adam): mini-batch Adam over a data
+                set (mnist 60,000 rows, tabular 5,000 rows x 20 epochs; configs.CONFIGS)
 
 Timing: the first call (JIT compilation, workspace allocation) is timed alone; `compile_s` is
 that first call minus a steady call. Kernels are compiled once per process and dtype (and cached
@@ -46,9 +50,10 @@ the limits of DESIGN.md section 4: 1e-12 in float64, 1e-5 in float32. `weights_r
 of all the weights together after 10 training steps, limits 1e-12 and 1e-3 (WEIGHTS_LIMITS says
 why float32 needs more). Rows beyond a limit are flagged, not hidden.
 
-Peers: a plain NumPy transcription, PyTorch (eager, torch.optim.SGD) and JAX (jitted) run the
-same network as extra rows marked peer, when they import; they are never a dependency. Their
-errors are shown, not judged: a peer never fails a run or a comparison.
+Peers: a plain NumPy transcription, PyTorch (eager, torch.optim), JAX (jitted, pipelined) and
+scikit-learn (MLPClassifier) run the same network as extra rows marked peer, when they import;
+they are never a dependency. Their errors are shown, not judged: a peer never fails a run or a
+comparison.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ from .configs import (
 )
 from .load import LoadMonitor, parse_proc_stat, read_proc_stat
 from .measuring import Timing, agreement, measure, reference, rel_err, time_once
-from .peers import JaxSubject, PlainNumpySubject, TorchSubject
+from .peers import JaxSubject, TorchSubject
+from .peers_more import PlainNumpySubject, SklearnSubject
 from .progress import Progress, row_line
 from .recommend import recommend
 from .report import compare, load_line, plot, to_markdown
@@ -84,9 +90,9 @@ from .subjects import PEER_CLASSES, ModelSubject, backend_names, make_subject, u
 __all__ = [
     "AGREEMENT_STEPS", "CONFIGS", "DTYPES", "ERR_LIMITS", "LR", "PEERS", "PEER_CLASSES", "PHASES",
     "RECOMMEND_BY", "SCHEMA", "WEIGHTS_LIMITS", "BenchError", "Config", "Gemm", "Inputs",
-    "JaxSubject", "LoadMonitor", "ModelSubject", "PlainNumpySubject", "Progress", "Timing",
-    "TorchSubject", "add_arguments", "agreement", "backend_names", "compare", "gemm_operands",
-    "load_line", "main", "make_inputs", "make_subject", "measure", "parse_names",
-    "parse_proc_stat", "plot", "read_proc_stat", "recommend", "reference", "rel_err",
-    "row_line", "run", "time_once", "to_markdown", "unavailable_reason",
+    "JaxSubject", "LoadMonitor", "ModelSubject", "PlainNumpySubject", "Progress",
+    "SklearnSubject", "Timing", "TorchSubject", "add_arguments", "agreement", "backend_names",
+    "compare", "gemm_operands", "load_line", "main", "make_inputs", "make_subject", "measure",
+    "parse_names", "parse_proc_stat", "plot", "read_proc_stat", "recommend", "reference",
+    "rel_err", "row_line", "run", "time_once", "to_markdown", "unavailable_reason",
 ]

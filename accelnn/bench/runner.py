@@ -77,7 +77,7 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     timed = functools.partial(measure, min_samples=min_samples, monitor=monitor)
     for config in configs:
         for dtype in dtypes:
-            inputs = make_inputs(config, dtype, seed)
+            inputs = make_inputs(config, dtype, seed, fit="fit_epoch" in phases)
             try:
                 ref, ref_error = reference(config, inputs, phases), None
             except Exception as exc:
@@ -169,7 +169,7 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
                        calls=t.calls, samples=t.samples, kept_samples=t.kept,
                        blocks=t.blocks, dropped_blocks=t.dropped, attempts=t.attempts,
                        foreign_cpu_s=t.foreign_cpu_s, noisy=t.noisy,
-                       samples_per_s=config.batch / t.median_s,
+                       samples_per_s=config.rows(p) / t.median_s,
                        gflops=flops / t.median_s / 1e9,
                        compile_s=max(0.0, first_s - t.median_s))
             rate = flops / sum(gemm_seconds(g) for g in config.gemms(p)) / 1e9

@@ -7,8 +7,9 @@ import importlib.util
 
 import numpy as np
 
-from .configs import LR, PEERS, Config, Gemm, Inputs, gemm_operands
-from .peers import JaxSubject, PlainNumpySubject, TorchSubject
+from .configs import FIT_LR, LR, PEERS, Config, Gemm, Inputs, gemm_operands
+from .peers import JaxSubject, TorchSubject
+from .peers_more import PlainNumpySubject, SklearnSubject
 
 
 class ModelSubject:
@@ -19,7 +20,7 @@ class ModelSubject:
     def __init__(self, name: str, config: Config, dtype: str, inputs: Inputs):
         from accelnn import MLP, get_backend
 
-        self.name, self.inputs = name, inputs
+        self.name, self.inputs, self.config = name, inputs, config
         self.backend = get_backend(name)
         self.device = str(self.backend.device)
         self.model = MLP(config.layers, config.hidden, config.output, dtype=dtype,
@@ -32,13 +33,20 @@ class ModelSubject:
     def phase(self, phase: str):
         """The callable that runs one `phase` (building it is part of the first call)."""
         if phase == "predict":
-            X = self.backend.asarray(self.inputs.X, self.model.dtype)
-            return lambda: self.model.forward(X)
+            X = self.backend.asarray(self.inputs.Xp, self.model.dtype)
+            return lambda: self.model.predict(X)
+        if phase == "fit_epoch":
+            from accelnn import Adam
+
+            (X, y), config, opt = self.inputs.fit, self.config, Adam(FIT_LR)
+            X = self.backend.asarray(X, self.model.dtype)
+            return lambda: self.model.fit(X, y, epochs=config.fit_epochs,
+                                          batch_size=config.batch, optimizer=opt)
         return self.model.step_function(self.inputs.X, self.inputs.y, lr=LR)
 
     def forward(self) -> np.ndarray:
         self.model.set_weights(self.inputs.weights)
-        return self.backend.to_numpy(self.model.forward(self.inputs.X))
+        return self.backend.to_numpy(self.model.forward(self.inputs.Xp))
 
     def loss_and_grads(self):
         self.model.set_weights(self.inputs.weights)
@@ -59,7 +67,8 @@ class ModelSubject:
         return lambda: be.matmul(a, b, out)
 
 
-PEER_CLASSES = {"numpy-plain": PlainNumpySubject, "torch": TorchSubject, "jax": JaxSubject}
+PEER_CLASSES = {"numpy-plain": PlainNumpySubject, "torch": TorchSubject, "jax": JaxSubject,
+               "sklearn": SklearnSubject}
 
 
 def backend_names() -> list[str]:
@@ -74,8 +83,9 @@ def unavailable_reason(name: str) -> str | None:
     if name == "numpy-plain":
         return None
     if name in PEERS:
+        package = {"sklearn": "scikit-learn"}.get(name, name)
         return None if importlib.util.find_spec(name) else \
-            f"not installed (a peer for comparison, never a dependency: pip install {name})"
+            f"not installed (a peer for comparison, never a dependency: pip install {package})"
     from accelnn import available_backends
 
     status = available_backends()[name]
