@@ -276,3 +276,21 @@ def test_info_reports_threads_and_blas(nb):
     info = nb.info()
     assert info["numba"] and info["num_threads"] >= 1 and info["threading_layer"]
     assert "kernel" in info["blas"] or info["blas"].startswith("unknown")
+
+
+@pytest.mark.parametrize("sizes", [[3, 8, 8, 2], [784, 64, 10]])
+def test_compiled_step_takes_read_only_data(sizes):
+    """A kernel specialised for read-only arrays failed to type (mnist fit_epoch float64 in the
+    bench, whose data is frozen); read-only X and y now train as writable ones do."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, sizes[0]))
+    y = rng.integers(0, sizes[-1], 64)
+    frozen_X, frozen_y = X.copy(), y.copy()
+    frozen_X.setflags(write=False)
+    frozen_y.setflags(write=False)
+    losses = []
+    for data in ((X, y), (frozen_X, frozen_y)):
+        model = accelnn.MLP(sizes, seed=0, dtype="float64", backend="numba")
+        step = model.step_function(*data, optimizer="adam")
+        losses.append([float(step()) for _ in range(3)])
+    assert losses[0] == losses[1]
