@@ -364,3 +364,17 @@ print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"]
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[-2] == "[1]"
+
+
+def test_each_step_asks_the_policy_for_its_threads(monkeypatch):
+    """The BLAS threads follow the free cores of the moment: every compiled step and every
+    chunk of a compiled epoch asks the policy again (a kept call must not keep the answer)."""
+    asked = []
+    monkeypatch.setattr(accelnn.machine.BLAS_THREADS, "for_gemm",
+                        lambda macs: asked.append(macs) or 1)
+    X, y = _data([6, 3], "softmax", 40)
+    model = accelnn.MLP([6, 8, 3], seed=0, backend="numba")
+    step = model.step_function(X, y)
+    for _ in range(3):
+        step()
+    assert asked == [40 * 6 * 8] * 3
