@@ -61,6 +61,11 @@ class NumbaBackend(Backend):
         return None
 
     def __init__(self):
+        # The BLAS that compiled code calls (np.dot in numba goes through SciPy's), loaded
+        # before the thread policy first looks for the BLAS libraries to set: numba loads it
+        # only at its first compiled call, and a policy that missed it left its threads alone.
+        import scipy.linalg.cython_blas  # noqa: F401
+
         from accelnn.backends import numba_kernels
 
         self.k = numba_kernels

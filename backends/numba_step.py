@@ -38,40 +38,65 @@ from accelnn.backends.numba_kernels import (
 
 
 @njit(inline="always")
+def _forward(Ws, bs, acts, X, As, lo, hi, check):
+    """Rows lo..hi-1 of the forward pass into As (bias and activation after each GEMM); X
+    apart from the buffers, since it may be read-only (another array type to numba). With
+    `check`, returns whether the first GEMM's output is all finite (else True)."""
+    L = len(Ws)
+    finite = True
+    for l in range(L):
+        Z = As[l][lo:hi]
+        if l == 0:
+            np.dot(X[lo:hi], Ws[0], Z)
+            if check:
+                finite = all_finite(Z)
+        else:
+            np.dot(As[l - 1][lo:hi], Ws[l], Z)
+        bias_act(Z, bs[l], acts[l] if l < L - 1 else IDENTITY)
+    return finite
+
+
+@njit(inline="always")
+def _backward(l, A_prev, delta, Ws, bs, gWs, gbs, S1W, S1b, S2W, S2b, acts, D, acc, rule, sc,
+              update, l2_m):
+    """Layer l's gradients from its input A_prev and delta, the delta passed back into D (for
+    l > 0), its L2 gradient term and its update; returns sum ||W[l]||^2 (0 without L2)."""
+    np.dot(A_prev.T, delta, gWs[l])
+    add_bias_grad(delta, gbs[l], acc)
+    if l > 0:
+        np.dot(delta, Ws[l].T, D)
+        act_grad(D, A_prev, acts[l - 1])
+    sq = 0.0
+    if l2_m != 0:
+        W, dW = flat(Ws[l]), flat(gWs[l])
+        for i in range(W.size):
+            sq += W[i] * W[i]
+            dW[i] += W[i] * l2_m
+    if update:
+        apply_update(rule, Ws[l], gWs[l], S1W[l], S2W[l], sc)
+        apply_update(rule, bs[l], gbs[l], S1b[l], S2b[l], sc)
+    return sq
+
+
+@njit(inline="always")
 def _step(Ws, bs, gWs, gbs, S1W, S1b, S2W, S2b, acts, head, X, Y, As, Ds, terms, acc, rule, sc,
           update, l2, r):
-    """One step on the first r rows of X and Y (arrays of the parameters' dtype); returns the
-    loss before the update (L2 term included) in float64."""
+    """One step on the first r rows of X and Y (arrays of the parameters' dtype, X possibly
+    read-only); returns the loss before the update (L2 term included) in float64."""
     L = len(Ws)
     dt = As[0].dtype.type
-    X, Y = X[:r], Y[:r]
-    A = X
-    for l in range(L):
-        Z = As[l][:r]
-        np.dot(A, Ws[l], Z)
-        bias_act(Z, bs[l], acts[l] if l < L - 1 else IDENTITY)
-        A = Z
-    loss = head_loss_delta(A, Y, A, head, dt(1.0 / r), terms)
+    _forward(Ws, bs, acts, X, As, 0, r, False)
+    out = As[L - 1][:r]
+    loss = head_loss_delta(out, Y[:r], out, head, dt(1.0 / r), terms)
     l2_m = dt(l2 / r)
     sq = 0.0
-    delta = A
-    for l in range(L - 1, -1, -1):
-        A_prev = As[l - 1][:r] if l > 0 else X
-        np.dot(A_prev.T, delta, gWs[l])
-        add_bias_grad(delta, gbs[l], acc)
-        D = Ds[l][:r]
-        if l > 0:
-            np.dot(delta, Ws[l].T, D)
-            act_grad(D, A_prev, acts[l - 1])
-        if l2 != 0:
-            W, dW = flat(Ws[l]), flat(gWs[l])
-            for i in range(W.size):
-                sq += W[i] * W[i]
-                dW[i] += W[i] * l2_m
-        if update:
-            apply_update(rule, Ws[l], gWs[l], S1W[l], S2W[l], sc)
-            apply_update(rule, bs[l], gbs[l], S1b[l], S2b[l], sc)
-        delta = D
+    for l in range(L - 1, 0, -1):
+        sq += _backward(l, As[l - 1][:r], As[l][:r] if l == L - 1 else Ds[l + 1][:r], Ws, bs,
+                        gWs, gbs, S1W, S1b, S2W, S2b, acts, Ds[l][:r], acc, rule, sc, update,
+                        l2_m)
+    first = min(1, L - 1)  # a runtime index: Ds has no item 1 without hidden layers
+    sq += _backward(0, X[:r], As[0][:r] if L == 1 else Ds[first][:r], Ws, bs, gWs, gbs, S1W,
+                    S1b, S2W, S2b, acts, Ds[0][:r], acc, rule, sc, update, l2_m)
     return loss + l2 / (2 * r) * sq
 
 
@@ -118,14 +143,4 @@ def forward_rows(Ws, bs, acts, X, As, lo, hi):
     bias and activation fused after each GEMM; returns False when the first GEMM's output is
     not all finite, which a non-finite value in those rows of X makes it (the caller then
     checks X itself). Releases the GIL: row blocks may run in threads of their own."""
-    L = len(Ws)
-    A = X[lo:hi]
-    finite = True
-    for l in range(L):
-        Z = As[l][lo:hi]
-        np.dot(A, Ws[l], Z)
-        if l == 0:
-            finite = all_finite(Z)
-        bias_act(Z, bs[l], acts[l] if l < L - 1 else IDENTITY)
-        A = Z
-    return finite
+    return _forward(Ws, bs, acts, X, As, lo, hi, True)

@@ -113,8 +113,9 @@ class Compiled:
 
     # ------------------------------------------------------------------ entry points
     def _call(self, params, grads, opt_state, X, Y) -> tuple:
-        """(kernel, arguments before the scalars, arguments after, BLAS threads) of a step on
-        X, Y, kept while the same objects come again (the batch buffers of a fit do)."""
+        """(kernel, arguments before the scalars, arguments after, the largest GEMM's
+        multiply-adds) of a step on X, Y, kept while the same objects come again (the batch
+        buffers of a fit do)."""
         key = (params, grads, opt_state, X, Y)
         kept = self._kept_call
         if kept is not None and all(a is b for a, b in zip(kept[0], key)):
@@ -134,17 +135,17 @@ class Compiled:
         before = (*self._arrays(params, grads, opt_state), self.acts, self.head, Xc, Yc,
                   *self.buffers(kind, m), self.rule if update else 0)
         largest = m * max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
-        call = (kernel, before, (update, self.l2), BLAS_THREADS.for_gemm(largest))
+        call = (kernel, before, (update, self.l2), largest)
         if Xc is X and Yc is Y:  # no conversion: the same objects will mean the same call
             self._kept_call = (key, call)
         return call
 
     def step(self, params, grads, opt_state, X, Y, lr):
         """One step on X, Y (Backend.fused_train_step); returns the loss in the dtype."""
-        kernel, before, after, threads = self._call(params, grads, opt_state, X, Y)
+        kernel, before, after, largest = self._call(params, grads, opt_state, X, Y)
         update = self.rule is not None
         sc = self.scalars(opt_state, lr) if update else self._no_scalars
-        BLAS_THREADS.use(threads)
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(largest))  # the free cores of the moment
         loss = kernel(*before, sc, *after)
         if not update:
             self.opt.update(self.backend, params, grads, opt_state, lr)

@@ -324,3 +324,57 @@ def test_a_first_layer_that_overflows_is_no_error():
     models[0].set_weights(models[1].get_weights())
     got, want = (m.forward(X) for m in models)
     assert np.array_equal(np.isnan(got), np.isnan(want))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_read_only_inputs(dtype, record_property):
+    """A read-only X of the model's dtype (a frozen or memory-mapped array, used without a
+    copy) trains and predicts like a writable one."""
+    X, y = _data([6, 3], "softmax", 40)
+    X = X.astype(dtype)
+    frozen = X.copy()
+    frozen.setflags(write=False)
+    runs = []
+    for data in (X, frozen):
+        model = accelnn.MLP([6, 8, 3], "relu", seed=0, dtype=dtype, backend="numba")
+        step = model.step_function(data, y, optimizer="adam", lr=0.01)
+        losses = [float(step()) for _ in range(3)]
+        model.fit(data, y, epochs=2, batch_size=16)
+        runs.append((losses, _weights(model), model.predict(data), model.forward(data)))
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_the_policy_sets_the_blas_of_compiled_code():
+    """The thread policy controls the BLAS that compiled code calls (SciPy's), even when its
+    first use comes before any compiled call, as a first predict's does."""
+    code = """
+import numpy as np, accelnn
+from threadpoolctl import threadpool_info
+from accelnn.machine import BLAS_THREADS
+model = accelnn.MLP([4, 8, 2], seed=0, backend="numba", output="softmax")
+BLAS_THREADS.use(1)
+model.predict(np.ones((3, 4)))
+print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}))
+"""
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                        "BLIS_NUM_THREADS")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[-2] == "[1]"
+
+
+def test_each_step_asks_the_policy_for_its_threads(monkeypatch):
+    """The BLAS threads follow the free cores of the moment: every compiled step and every
+    chunk of a compiled epoch asks the policy again (a kept call must not keep the answer)."""
+    asked = []
+    monkeypatch.setattr(accelnn.machine.BLAS_THREADS, "for_gemm",
+                        lambda macs: asked.append(macs) or 1)
+    X, y = _data([6, 3], "softmax", 40)
+    model = accelnn.MLP([6, 8, 3], seed=0, backend="numba")
+    step = model.step_function(X, y)
+    for _ in range(3):
+        step()
+    assert asked == [40 * 6 * 8] * 3
