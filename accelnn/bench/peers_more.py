@@ -17,8 +17,13 @@ class SklearnSubject:
     predict is `predict`, fit_epoch `fit` with solver="adam" and warm_start (each call trains
     fit_epochs more epochs), train_step one `partial_fit` with plain SGD on the batch. Its
     weights are set from the inputs; its gradients are read off one SGD step of lr 1 from them.
-    Its output for two classes is one logistic unit, so the two-unit softmax configurations
-    cannot take their weights (forward and gradients then fail with the reason)."""
+    Its output for two classes is one logistic unit. A two-unit softmax is the same function
+    with that unit's weights w1 - w0 (softmax([z0, z1])[1] = sigmoid(z1 - z0)), so those
+    configurations take the inputs' weights that way: the probabilities, the loss and the
+    hidden layers' gradients are the softmax network's, and the output layer's gradient g for
+    w1 - w0 is (-g, g) for (w0, w1). Training moves w1 - w0 by lr * g where the softmax network
+    moves it by 2 lr * g, so the weights after steps are not comparable there (`train` gives
+    None)."""
 
     peer = True
     name = "sklearn"
@@ -42,11 +47,19 @@ class SklearnSubject:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.partial_fit(X, y, classes=self.classes)
-        shapes = [W.shape for W in clf.coefs_]
-        if shapes == [np.shape(W) for W, _ in self.inputs.weights]:
-            clf.coefs_ = [W.astype(self.dtype) for W, _ in self.inputs.weights]
-            clf.intercepts_ = [b.astype(self.dtype) for _, b in self.inputs.weights]
+        weights = [(np.asarray(W), np.asarray(b)) for W, b in self.inputs.weights]
+        if self._logistic(clf):
+            W, b = weights[-1]
+            weights[-1] = W[:, 1:] - W[:, :1], b[1:] - b[:1]
+        if [W.shape for W in clf.coefs_] == [W.shape for W, _ in weights]:
+            clf.coefs_ = [W.astype(self.dtype) for W, _ in weights]
+            clf.intercepts_ = [b.astype(self.dtype) for _, b in weights]
         return clf
+
+    def _logistic(self, clf) -> bool:
+        """Whether clf's one logistic output stands for this network's two-unit softmax."""
+        return (self.config.output == "softmax" and self.config.layers[-1] == 2
+                and clf.coefs_[-1].shape[1] == 1)
 
     def _sgd(self, lr=LR):
         X = self.inputs.X.astype(self.dtype)
@@ -54,7 +67,8 @@ class SklearnSubject:
                                momentum=0.0, batch_size=X.shape[0], shuffle=False), X
 
     def _matching(self, clf):
-        if [W.shape for W in clf.coefs_] != [np.shape(W) for W, _ in self.inputs.weights]:
+        if not self._logistic(clf) and [W.shape for W in clf.coefs_] != [
+                np.shape(W) for W, _ in self.inputs.weights]:
             raise ValueError(f"scikit-learn's output layer is {clf.coefs_[-1].shape[1]} "
                              f"unit(s), not {self.config.layers[-1]}: the weights differ")
         return clf
@@ -98,11 +112,15 @@ class SklearnSubject:
         after = [np.array(a, np.float64) for pair in zip(clf.coefs_, clf.intercepts_)
                  for a in pair]
         grads = [b - a for b, a in zip(before, after)]
+        if self._logistic(clf):
+            grads[-2:] = [np.concatenate([-g, g], axis=1 if g.ndim == 2 else 0)
+                          for g in grads[-2:]]
         return float(clf.loss_), list(zip(grads[0::2], grads[1::2]))
 
     def train(self, steps: int):
         clf, X = self._sgd()
-        self._matching(clf)
+        if self._logistic(self._matching(clf)):
+            return None
         for _ in range(steps):
             clf.partial_fit(X, self.inputs.y)
         return [(np.array(W, np.float64), np.array(b, np.float64))
