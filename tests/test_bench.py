@@ -231,6 +231,24 @@ def test_plain_numpy_peer_agrees_and_is_not_judged(monkeypatch):
                      "--backends", "numpy", "--dtypes", "float32", "--phases", "predict"]) == 1
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                    reason="scikit-learn is not installed (pip install -e '.[sklearn]')")
+def test_sklearn_peer_takes_a_two_unit_softmax_as_its_logistic_output():
+    # scikit-learn's binary output is one logistic unit; the tabular net's is a 2-unit softmax,
+    # the same function with w1 - w0: its outputs, loss and gradients must agree, and only the
+    # weights after SGD steps (which move w1 - w0 half as fast) are reported as not comparable.
+    report = bench.run(configs=["tabular"], backends=["sklearn"], dtypes=["float64"],
+                       phases=["predict", "train_step"], quick=True, min_time=0.002,
+                       progress=False)
+    rows = {r["phase"]: r for r in report["records"]}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    assert rows["predict"]["max_rel_err"] < 1e-12
+    errors = rows["train_step"]["errors"]
+    assert errors["loss"] < 1e-12 and errors["grads"] < 1e-10, errors
+    assert rows["train_step"]["weights_rel_err"] is None
+    assert rows["train_step"]["within_limit"] is None
+
+
 def test_peers_never_change_the_exit_status_of_a_comparison(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "LoadMonitor", _quiet_monitor)
     argv = ["bench", *FAST, "--backends", "numpy,numpy-plain", "--dtypes", "float32",
@@ -550,3 +568,12 @@ def test_inputs_are_exact_in_the_dtype():
     for a in (inputs.X, *(w for pair in inputs.weights for w in pair)):
         assert a.dtype == np.float64
         np.testing.assert_array_equal(a.astype(np.float32).astype(np.float64), a)
+
+
+def test_a_row_noisy_for_its_own_spread_does_not_make_the_machine_busy():
+    quiet = {"foreign_share": 0.01, "cpus": 2, "foreign_cpu_s": 5.0, "wall_s": 344.0,
+             "contaminated_blocks": 0, "blocks": 1415, "rows_remeasured": 5, "rows_noisy": 1,
+             "rows_busy": 0}
+    assert "machine quiet" in bench.load_line(quiet)
+    assert "machine BUSY" in bench.load_line({**quiet, "rows_busy": 1})
+    assert "machine BUSY" in bench.load_line({**quiet, "rows_noisy": 0, "foreign_share": 0.5})

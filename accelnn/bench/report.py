@@ -40,7 +40,9 @@ def _fmt(x, spec: str, suffix: str = "") -> str:
 
 def load_line(load: dict | None) -> str:
     """The header's sentence on foreign load: busy or quiet, the share of the CPUs other
-    processes used during the run, the blocks dropped and the rows re-measured or noisy."""
+    processes used during the run, the blocks dropped and the rows re-measured or noisy. Busy:
+    others used BUSY_SHARE of the CPUs, or a row stayed noisy for their load ("machine busy");
+    a row noisy for its own spread alone does not make the machine busy."""
     if not load:
         return "Load: not recorded."
     rows = (f"{load['rows_remeasured']} rows re-measured, {load['rows_noisy']} still noisy "
@@ -48,7 +50,7 @@ def load_line(load: dict | None) -> str:
     if load["foreign_share"] is None:
         return ("Load: unknown: no /proc/stat here (not Linux), so a busy machine is judged by "
                 f"the spread of repeated timing blocks alone; {rows}.")
-    busy = load["foreign_share"] >= BUSY_SHARE or load["rows_noisy"]
+    busy = load["foreign_share"] >= BUSY_SHARE or load.get("rows_busy", 0) > 0
     return (f"Load: machine {'BUSY' if busy else 'quiet'}: other processes used "
             f"{load['foreign_share']:.0%} of its {load['cpus']} CPUs during this run "
             f"({load['foreign_cpu_s']:.0f} CPU-s in {load['wall_s']:.0f} s); "

@@ -22,7 +22,7 @@ from .configs import (
     Gemm,
     make_inputs,
 )
-from .load import LoadMonitor
+from .load import BUSY, LoadMonitor
 from .measuring import agreement, measure, reference
 from .progress import Progress
 from .subjects import backend_names, make_subject, unavailable_reason
@@ -103,7 +103,8 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
         "machine": {**machine_info(), "backends": _backend_infos(runnable)},
         "load": {**monitor.summary(),
                  "rows_remeasured": sum((r["attempts"] or 0) > 1 for r in records),
-                 "rows_noisy": sum(bool(r["noisy"]) for r in records)},
+                 "rows_noisy": sum(bool(r["noisy"]) for r in records),
+                 "rows_busy": sum(r["noisy"] == BUSY for r in records)},
         "skipped": [{"backend": n, "reason": r} for n, r in skipped.items()],
         "records": records,
         "gemm": gemm_rates,
