@@ -89,6 +89,7 @@ class BlasThreads:
 
     def __init__(self):
         self._libs: list | None = None
+        self._initial: dict[str, int] = {}  # each library's own count, by its file
         self._current = 0
         self.cores = os.cpu_count() or 1
         self._free = self.cores
@@ -119,14 +120,29 @@ class BlasThreads:
         return self._free
 
     def use(self, n: int) -> None:
-        """Run the BLAS on n threads from now on (nothing when the user set them)."""
+        """Run the BLAS on n threads from now on (nothing when the user set them). This is the
+        process's setting: NumPy code of the caller's own runs on it too until the next change
+        (`restore` puts the libraries' own counts back)."""
         if n == self._current:
             return
         if self._libs is None:
             self._libs = self._controllers()
+            for lib in self._libs:
+                self._initial.setdefault(lib.filepath, lib.num_threads)
         self._current = n
         for lib in self._libs:
             lib.set_num_threads(n)
+
+    def restore(self) -> None:
+        """Give every BLAS the thread count it had before the policy first changed it."""
+        for lib in self._libs or []:
+            lib.set_num_threads(self._initial[lib.filepath])
+        self._current = 0
+
+    def refresh(self) -> None:
+        """Look for the loaded BLAS libraries again at the next `use`: call it after loading
+        one (the numba backend loads SciPy's, which its compiled code calls)."""
+        self._libs, self._current = None, 0
 
     def _controllers(self) -> list:
         if self.user_setting() is not None:

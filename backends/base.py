@@ -22,6 +22,7 @@ import numpy as np
 
 from accelnn.activations import Activation
 from accelnn.losses import Head
+from accelnn.machine import BLAS_THREADS
 from accelnn.optimizers import Rule
 
 
@@ -86,6 +87,10 @@ class Backend:
 
     # ----------------------------------------------------------------- primitives
     def matmul(self, a, b, out):
+        """out <- a @ b (2-D, or stacks of matrices), on the BLAS threads the policy gives a
+        GEMM of its multiply-adds (accelnn.machine.BLAS_THREADS; the GPU backend overrides
+        this)."""
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(out.size * a.shape[-1]))
         return self.xp.matmul(a, b, out=out)
 
     def bias_act(self, Z, b, act: Activation):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 
 from accelnn.backends.base import Backend
-from accelnn.machine import BLAS_THREADS
 from accelnn.optimizers import RULES
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -62,9 +61,13 @@ class NumbaBackend(Backend):
 
     def __init__(self):
         # The BLAS that compiled code calls (np.dot in numba goes through SciPy's), loaded
-        # before the thread policy first looks for the BLAS libraries to set: numba loads it
-        # only at its first compiled call, and a policy that missed it left its threads alone.
+        # now and handed to the thread policy: numba loads it only at its first compiled call,
+        # and a policy that missed it left its threads alone.
         import scipy.linalg.cython_blas  # noqa: F401
+
+        from accelnn.machine import BLAS_THREADS
+
+        BLAS_THREADS.refresh()
 
         from accelnn.backends import numba_kernels
 
@@ -96,11 +99,6 @@ class NumbaBackend(Backend):
                 "blas_threads": BLAS_THREADS.describe()}
 
     # ----------------------------------------------------------------- primitives
-    def matmul(self, a, b, out):
-        """The GEMM on the threads the policy gives its size (accelnn.machine.BLAS_THREADS)."""
-        BLAS_THREADS.use(BLAS_THREADS.for_gemm(a.shape[0] * a.shape[1] * b.shape[1]))
-        return np.matmul(a, b, out=out)
-
     def bias_act(self, Z, b, act):
         code = self.kernels["activation"].get(act.name)
         if code is None or not _fast(Z, b):

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from accelnn.bench import CONFIGS, make_inputs, make_subject, unavailable_reason
+from accelnn.bench.subjects import ready
 from accelnn.machine import cpu_ticks, machine_info
 
 ROWS = [("seed", "train_step", 1.0), ("mnist", "train_step", 1.0), ("wide", "train_step", 1.0),
@@ -73,12 +74,13 @@ def main(argv=None) -> int:
         inputs = make_inputs(config, "float32", fit=phase == "fit_epoch")
         for name in ["numba", *peers]:
             subject = make_subject(name, config, "float32", inputs)
+            ready(subject)
             t0 = time.perf_counter()
             fn = subject.phase(phase)
             fn()
             subject.synchronize()
             first = time.perf_counter() - t0
-            fns[config_name, phase, name] = (fn, subject.synchronize, first)
+            fns[config_name, phase, name] = (fn, subject, first)
     times = {key: [] for key in fns}
     discarded = {key: 0 for key in fns}
     noisy = {key: [] for key in fns}  # (median, other processes' cores) of discarded blocks
@@ -88,9 +90,10 @@ def main(argv=None) -> int:
             names = names[r % len(names):] + names[:r % len(names)]
             for name in names:
                 key = (config_name, phase, name)
-                fn, sync, _ = fns[key]
+                fn, subject, _ = fns[key]
                 for _ in range(args.retries + 1):
-                    median, other = block(fn, sync, args.block)
+                    ready(subject)
+                    median, other = block(fn, subject.synchronize, args.block)
                     if other <= args.noise:
                         times[key].append(median)
                         break

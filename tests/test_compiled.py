@@ -213,6 +213,9 @@ def test_a_compiled_step_allocates_nothing():
 
 # ---------------------------------------------------------------------- threads and checks
 class _Lib:
+    filepath = "libfakeblas.so"
+    num_threads = 2  # its own count, before the policy
+
     def __init__(self):
         self.calls = []
 
@@ -233,6 +236,15 @@ def test_thread_policy_by_gemm_size(monkeypatch):
         policy.use(n)
     assert lib.calls == [1, 2, 1]  # set only when the count changes
     assert "1 BLAS thread for GEMMs up to" in policy.describe()
+    policy.restore()  # the library's own count back (a peer in the benchmark runs on it)
+    assert lib.calls[-1] == 2
+    policy.use(1)
+    assert lib.calls[-1] == 1
+    found = []
+    monkeypatch.setattr(policy, "_controllers", lambda: found.append(1) or [lib])
+    policy.refresh()  # a BLAS loaded since: looked for again at the next use, which sets it
+    policy.use(1)
+    assert found == [1] and lib.calls == [1, 2, 1, 2, 1, 1]
 
 
 def test_cores_that_other_processes_use_are_not_counted(monkeypatch):
@@ -345,13 +357,17 @@ def test_read_only_inputs(dtype, record_property):
         assert np.array_equal(a, b)
 
 
-def test_the_policy_sets_the_blas_of_compiled_code():
+@pytest.mark.parametrize("first", ["", "accelnn.MLP([4, 8, 2], seed=0, backend='numpy')"
+                                   ".fit(np.ones((6, 4)), [0, 1] * 3, epochs=1)"])
+def test_the_policy_sets_the_blas_of_compiled_code(first):
     """The thread policy controls the BLAS that compiled code calls (SciPy's), even when its
-    first use comes before any compiled call, as a first predict's does."""
+    first use comes before any compiled call, as a first predict's does, or before the numba
+    backend exists (the NumPy backend's GEMMs follow the policy too)."""
     code = """
 import numpy as np, accelnn
 from threadpoolctl import threadpool_info
 from accelnn.machine import BLAS_THREADS
+FIRST
 model = accelnn.MLP([4, 8, 2], seed=0, backend="numba", output="softmax")
 BLAS_THREADS.use(1)
 model.predict(np.ones((3, 4)))
@@ -360,8 +376,8 @@ print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"]
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                         "BLIS_NUM_THREADS")}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=300)
+    run = subprocess.run([sys.executable, "-c", code.replace("FIRST", first)],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[-2] == "[1]"
 

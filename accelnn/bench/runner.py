@@ -25,7 +25,7 @@ from .configs import (
 from .load import BUSY, LoadMonitor
 from .measuring import agreement, measure, reference
 from .progress import Progress
-from .subjects import backend_names, make_subject, unavailable_reason
+from .subjects import backend_names, make_subject, ready, unavailable_reason
 
 
 def _error_text(exc: BaseException) -> str:
@@ -134,6 +134,7 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
 
     try:
         subject = make_subject(name, config, dtype, inputs)
+        ready(subject)
     except Exception as exc:
         for row in rows.values():
             fail(row, exc)

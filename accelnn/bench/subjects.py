@@ -92,6 +92,16 @@ def unavailable_reason(name: str) -> str | None:
     return None if status.available else status.reason
 
 
+def ready(subject) -> None:
+    """Call before timing `subject`: a peer runs on its libraries' own BLAS thread counts (as in
+    a process of its own), not on the count accelnn's policy last left in this process
+    (accelnn.machine.BLAS_THREADS); accelnn's backends set theirs at every GEMM."""
+    if subject.peer:
+        from accelnn.machine import BLAS_THREADS
+
+        BLAS_THREADS.restore()
+
+
 def make_subject(name: str, config: Config, dtype: str, inputs: Inputs):
     """The network of `config` on backend or peer `name`, from `inputs`."""
     if name in PEER_CLASSES:
