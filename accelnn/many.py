@@ -39,17 +39,21 @@ import numpy as np
 
 from accelnn._data import check_X
 from accelnn.batches import Data
-from accelnn.callbacks import CallbackList, EarlyStopping, History, Stopping
+from accelnn.callbacks import History, Stopping
 from accelnn.features import check_feature_names, feature_names
+from accelnn.fit_checks import (
+    check_fit_options,
+    gradient_optimizer,
+    validation_rows,
+    validation_set,
+)
 from accelnn.lbfgs import is_lbfgs
-from accelnn.metrics import check_head, check_metrics, evaluate
+from accelnn.metrics import check_head, evaluate
 from accelnn.model import MLP
-from accelnn.optimizers import check_lr, get_optimizer
-from accelnn.schedules import get_schedule
 from accelnn.stacked import EpochPlan, Stack
 from accelnn.targets import encode_targets
 from accelnn.training import DivergenceError
-from accelnn.weighting import check_class_weight, check_sample_weight, combined, unless_uniform
+from accelnn.weighting import check_sample_weight, combined, unless_uniform
 
 # MLP.fit's keyword arguments that fit_many takes, with MLP.fit's defaults.
 OPTIONS = {"epochs": 1, "batch_size": None, "optimizer": None, "lr": None,
@@ -109,17 +113,6 @@ def fit_many(models, X=None, y=None, *, each=None, **options) -> list[History]:
         return _Run(members).go()
 
 
-def _check_int(name: str, value, low: int, allow_none: bool = False):
-    """MLP.fit's rule for epochs and batch_size: an integer >= low (None when allowed)."""
-    if allow_none and value is None:
-        return None
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= low):
-        raise ValueError(f"{name} must be {'None or ' if allow_none else ''}an integer >= "
-                         f"{low}, got {value!r}")
-    return int(value)
-
-
 def _check(model, X, y, opts: dict, cache: dict) -> _Member:
     """Model `model`'s arguments checked as MLP.fit checks them, nothing changed yet."""
     X, y = opts.pop("X", X), opts.pop("y", y)
@@ -132,68 +125,25 @@ def _check(model, X, y, opts: dict, cache: dict) -> _Member:
     o = {**OPTIONS, **opts}
     if X is None or y is None:
         raise ValueError("every model needs data: give X and y, or each[k]['X'] and ['y']")
-    epochs = _check_int("epochs", o["epochs"], 1)
-    batch_size = _check_int("batch_size", o["batch_size"], 1, allow_none=True)
-    split = o["validation_split"]
-    if not (isinstance(split, (int, float)) and not isinstance(split, bool)
-            and 0.0 <= split < 1.0):
-        raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
-    val_data = o["validation_data"]
-    if split and val_data is not None:
-        raise ValueError("give validation_data or validation_split, not both")
-    if val_data is not None and not (isinstance(val_data, (tuple, list))
-                                     and len(val_data) in (2, 3)):
-        raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, "
-                         "y_val, sample_weight_val)")
     if o["verbose"] != 0:
         raise ValueError("fit_many has no progress display: leave verbose=0")
-    metrics = check_metrics(o["metrics"])
-    stopper = EarlyStopping() if o["early_stopping"] is True else (o["early_stopping"] or None)
-    if stopper is not None and not isinstance(stopper, EarlyStopping):
-        raise TypeError("early_stopping must be True, False or an EarlyStopping")
-    if stopper is not None and stopper.monitor.startswith("val_") and not (
-            val_data is not None or split):
-        raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
-                         f"validation_split")
-    schedule = get_schedule(o["lr_schedule"])
-    cbs = CallbackList(o["callbacks"])
-    check_class_weight(o["class_weight"])
-    lr = o["lr"] if o["lr"] is None else check_lr(o["lr"])
     if is_lbfgs(o["optimizer"]):
         raise ValueError("fit_many trains with gradient descent; fit L-BFGS models one by one")
-    opt = o["optimizer"]
-    opt = (model.state.optimizer or get_optimizer("sgd", lr)) if opt is None else \
-        get_optimizer(opt, lr)
-    if stopper is not None and stopper.monitor.removeprefix("val_") != "loss":
-        metrics = tuple(dict.fromkeys((*metrics, stopper.monitor.removeprefix("val_"))))
+    c = check_fit_options(**{k: v for k, v in o.items() if k not in ("optimizer",
+                                                                     "sample_weight")})
+    opt = gradient_optimizer(model, o["optimizer"], c.lr)
 
     Xd, Yd, head, classes = _encode(model, X, y, cache)
     m = Xd.shape[0]
     weights = combined(check_sample_weight(o["sample_weight"], m), o["class_weight"], y,
                        head.name, classes)
-    val = None
-    if val_data is not None:
-        Xv, Yv = model.encode(*val_data[:2], head=head, classes=classes)[:2]
-        wv = check_sample_weight(val_data[2] if len(val_data) == 3 else None, Xv.shape[0],
-                                 "validation_data's sample_weight")
-        val = Data(model, Xv, Yv, weights=unless_uniform(wv))
-    check_head(metrics, head)
-    keep = hold = None
-    n_val = max(1, int(round(m * split))) if split else 0
-    if n_val >= m:
-        raise ValueError(f"validation_split={split} holds out {n_val} of {m} rows, leaving "
-                         f"none to train on")
-    if n_val:  # MLP.fit's seeded split: the same rows on every run of the model
-        perm = np.random.default_rng(model.state.split_seed).permutation(m)
-        keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-        if weights is not None and not (weights[keep].sum() > 0 and weights[hold].sum() > 0):
-            raise ValueError(f"validation_split={split}: the rows "
-                             f"{'held out' if weights[keep].sum() > 0 else 'left to train on'}"
-                             f" all have weight zero")
-    lr0 = opt.lr if lr is None else float(lr)
-    return _Member(model, opt, schedule, cbs, stopper, metrics, val, (Xd, Yd), head, classes,
-                   feature_names(X), weights, keep, hold, epochs, batch_size,
-                   bool(o["shuffle"]), lr0)
+    val = validation_set(model, c.validation_data, head, classes)
+    check_head(c.metrics, head)
+    keep, hold = validation_rows(m, c.validation_split, model.state.split_seed, weights)
+    lr0 = opt.lr if c.lr is None else float(c.lr)
+    return _Member(model, opt, c.schedule, c.callbacks, c.stopper, c.metrics, val, (Xd, Yd),
+                   head, classes, feature_names(X), weights, keep, hold, c.epochs,
+                   c.batch_size, c.shuffle, lr0)
 
 
 def _encode(model, X, y, cache: dict):

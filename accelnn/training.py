@@ -17,37 +17,25 @@ import numpy as np
 from accelnn import io, lbfgs
 from accelnn._data import check_host_X
 from accelnn.batches import Data
-from accelnn.callbacks import CallbackList, EarlyStopping, History, Progress, Stopping
+from accelnn.callbacks import History, Progress, Stopping
 from accelnn.features import feature_names
+from accelnn.fit_checks import (
+    check_fit_options,
+    gradient_optimizer,
+    validation_rows,
+    validation_set,
+)
 from accelnn.losses import get_head
-from accelnn.metrics import check_head, check_metrics, evaluate
-from accelnn.optimizers import check_lr, get_optimizer
-from accelnn.schedules import Schedule, get_schedule
+from accelnn.metrics import check_head, evaluate
+from accelnn.optimizers import check_lr
+from accelnn.schedules import Schedule
 from accelnn.steps import epoch_function, step_function
 from accelnn.targets import encode_targets
-from accelnn.weighting import check_class_weight, check_sample_weight, combined, unless_uniform
+from accelnn.weighting import check_sample_weight, combined, unless_uniform
 
 
 class DivergenceError(FloatingPointError):
     """The training loss became NaN or Inf; the model keeps its last finite weights."""
-
-
-def _check_int(name: str, value, low: int, allow_none=False):
-    if allow_none and value is None:
-        return None
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= low):
-        none = "None or " if allow_none else ""
-        raise ValueError(f"{name} must be {none}an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_bool(name: str, value) -> bool:
-    """A real bool (or NumPy bool): a string such as "no" or a number is refused, not taken
-    for its truth value."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _check_path(name: str, value) -> str:
@@ -91,13 +79,6 @@ def _check_lbfgs(batch_size, lr, schedule, checkpoint, resume_from, part) -> Non
     lbfgs.need_scipy()
 
 
-def _check_validation(validation_data):
-    if validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
-        raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, "
-                         "y_val, sample_weight_val)")
-
-
 def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle,
          validation_data, validation_split, early_stopping, metrics, callbacks, verbose,
          checkpoint, resume_from, sample_weight=None, class_weight=None, part=None,
@@ -110,39 +91,16 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     this process trains on its rows of each. reducer combines every step's gradients across
     processes (see accelnn.steps.step_function). With a part, metrics and validation_split
     are rejected: they would see this process's rows only; so is L-BFGS."""
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
-    if not (isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
-            and 0.0 <= validation_split < 1.0):
-        raise ValueError(f"validation_split must be a number in [0, 1), got "
-                         f"{validation_split!r}")
-    if validation_split and validation_data is not None:
-        raise ValueError("give validation_data or validation_split, not both")
-    _check_validation(validation_data)
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    metrics = check_metrics(metrics)
-    shuffle = _check_bool("shuffle", shuffle)
-    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
-        stopper = early_stopping
-    elif isinstance(early_stopping, (bool, np.bool_)):
-        stopper = EarlyStopping() if early_stopping else None
-    else:
-        raise TypeError(f"early_stopping must be True, False or an EarlyStopping, got "
-                        f"{early_stopping!r}")
-    if stopper is not None and stopper.monitor.startswith("val_") and not (
-            validation_data is not None or validation_split):
-        raise ValueError(f"early stopping on {stopper.monitor!r} needs validation_data or "
-                         f"validation_split")
+    o = check_fit_options(epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                          validation_split=validation_split, validation_data=validation_data,
+                          early_stopping=early_stopping, metrics=metrics, callbacks=callbacks,
+                          lr_schedule=lr_schedule, lr=lr, class_weight=class_weight,
+                          verbose=verbose)
+    epochs, batch_size, schedule, metrics = o.epochs, o.batch_size, o.schedule, o.metrics
     if checkpoint is not None:
         checkpoint = _check_path("checkpoint", checkpoint)
     if resume_from is not None:
         resume_from = _check_path("resume_from", resume_from)
-    schedule = get_schedule(lr_schedule)
-    cbs = CallbackList(callbacks)
-    check_class_weight(class_weight)
-    if lr is not None:
-        check_lr(lr)
     solver = None
     if lbfgs.is_lbfgs(optimizer):
         _check_lbfgs(batch_size, lr, schedule, checkpoint, resume_from, part)
@@ -156,14 +114,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
             lr = check_lr(resumed.state.run["lr"])
     elif solver is not None:
         opt = None
-    elif optimizer is None:
-        opt = model.state.optimizer or get_optimizer("sgd", lr)
     else:
-        opt = get_optimizer(optimizer, lr)
-
-    monitored = stopper.monitor.removeprefix("val_") if stopper is not None else "loss"
-    if monitored != "loss":  # what early stopping watches is computed whether asked or not
-        metrics = tuple(dict.fromkeys((*metrics, monitored)))
+        opt = gradient_optimizer(model, optimizer, lr)
     if part is not None and (validation_split or metrics):
         raise ValueError("data-parallel training supports neither metrics (accuracy "
                          "metrics and the others) nor validation_split: they would see one "
@@ -190,30 +142,10 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     names = feature_names(X)  # checked against the model's by encode
     weights = combined(check_sample_weight(sample_weight, m), class_weight, y, head.name,
                        classes)
-    val = None
-    if validation_data is not None:
-        try:
-            Xv, Yv = model.encode(*validation_data[:2], head=head, classes=classes)[:2]
-        except (TypeError, ValueError) as exc:
-            kind = ValueError if isinstance(exc, ValueError) else TypeError
-            raise kind(f"validation_data: {exc}") from exc
-        wv = check_sample_weight(validation_data[2] if len(validation_data) == 3 else None,
-                                 Xv.shape[0], "validation_data's sample_weight")
-        val = Data(model, Xv, Yv, weights=unless_uniform(wv))
+    val = validation_set(model, validation_data, head, classes)
     check_head(metrics, head)
-
-    n_val = max(1, int(round(Xd.shape[0] * validation_split))) if validation_split else 0
-    if n_val >= Xd.shape[0]:
-        raise ValueError(f"validation_split={validation_split} holds out {n_val} of "
-                         f"{Xd.shape[0]} rows, leaving none to train on")
-    if n_val:  # a seeded permutation: the same rows on every run of the model
-        seed = (resumed or model).state.split_seed
-        perm = np.random.default_rng(seed).permutation(Xd.shape[0])
-        keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-        if weights is not None and not (weights[keep].sum() > 0 and weights[hold].sum() > 0):
-            raise ValueError(f"validation_split={validation_split}: the rows "
-                             f"{'held out' if weights[keep].sum() > 0 else 'left to train on'}"
-                             f" all have weight zero")
+    keep, hold = validation_rows(Xd.shape[0], validation_split,
+                                 (resumed or model).state.split_seed, weights)
     if checkpoint is not None:
         target = checkpoint
         folder = os.path.dirname(os.path.abspath(target))
@@ -235,7 +167,7 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     else:
         state.drop_optimizer()
     rows = None
-    if n_val:
+    if keep is not None:
         be = model.backend
         wt, wv = (None, None) if weights is None else (weights[keep], weights[hold])
         if stream:  # both parts stay in the file: only their row numbers are kept
@@ -251,8 +183,8 @@ def _fit(model, X, y, *, epochs, batch_size, optimizer, lr, lr_schedule, shuffle
     schedule.bind(last, first)
     if resumed is not None and resumed.state.run:
         schedule.load_state(resumed.state.run["schedule_state"])
-    run = _Run(model, Data(model, Xd, Yd, rows, part, weights), batch_size, shuffle, val,
-               metrics, stopper, schedule, cbs, verbose, checkpoint,
+    run = _Run(model, Data(model, Xd, Yd, rows, part, weights), batch_size, o.shuffle, val,
+               metrics, o.stopper, schedule, o.callbacks, verbose, checkpoint,
                None if solver else (opt.lr if lr is None else float(lr)), reducer)
     return run.go(first, last, solver)
 

@@ -272,6 +272,33 @@ def test_bad_calls_change_nothing():
     assert a.state.optimizer is None and a.epoch_ == 0
 
 
+@pytest.mark.parametrize("option", [
+    {"shuffle": "no"}, {"epochs": 0}, {"batch_size": 2.5}, {"validation_split": 1.0},
+    {"validation_split": 0.2, "validation_data": (np.ones((2, 5)), [0, 1])},
+    {"validation_data": (np.ones((2, 5)),)}, {"early_stopping": "yes"},
+    {"early_stopping": accelnn.EarlyStopping("val_loss")}, {"metrics": ["bogus"]},
+    {"lr_schedule": "bogus"}, {"class_weight": "bogus"}, {"lr": 0.0},
+    {"validation_data": (np.ones((2, 4)), [0, 1])}])
+def test_options_are_refused_as_fit_refuses_them(option):
+    """fit_many checks MLP.fit's options with MLP.fit's own code: the same error and message."""
+    X, y = _data()
+    with pytest.raises((TypeError, ValueError)) as single:
+        accelnn.MLP([5, 4, 3], seed=0, backend="numpy").fit(X, y, **option)
+    with pytest.raises(single.type) as many:
+        accelnn.fit_many([accelnn.MLP([5, 4, 3], seed=s, backend="numpy") for s in (0, 1)],
+                         X, y, **option)
+    assert str(many.value) == str(single.value)
+
+
+def test_numpy_bools_are_taken_as_fit_takes_them():
+    X, y = _data()
+    models = [accelnn.MLP([5, 4, 3], seed=s, dtype="float64", backend="numpy") for s in (0, 1)]
+    accelnn.fit_many(models, X, y, epochs=2, shuffle=np.True_, early_stopping=np.False_)
+    single = accelnn.MLP([5, 4, 3], seed=1, dtype="float64", backend="numpy")
+    single.fit(X, y, epochs=2, shuffle=np.True_, early_stopping=np.False_)
+    np.testing.assert_allclose(_state(models[1]), _state(single), rtol=0, atol=1e-12)
+
+
 def test_results_do_not_depend_on_numba_threads():
     """The compiled epoch spreads the members over numba's threads; each member's arithmetic
     is the same on any thread, so one thread and two give the same bits."""
