@@ -449,3 +449,21 @@ def apply_update(rule, p, g, s1, s2, sc):
         adam(p, g, s1, s2, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6])
     elif rule == _RMSPROP:
         rmsprop(p, g, s1, sc[0], sc[1], sc[2], sc[3])
+
+
+@njit(inline="always")
+def l2_and_update(W, b, gW, gb, S1W, S1b, S2W, S2b, rule, sc, update, l2_m):
+    """The end of one layer's backward pass in a compiled step: the L2 term added to its
+    weight gradient (gW += l2_m W, l2_m = l2 / m in the weights' dtype, scikit-learn's alpha
+    over the batch's rows; nothing when l2_m is 0), then, when `update`, the update rule
+    (apply_update) on W and b; returns sum ||W||^2 as float64 (0 without L2)."""
+    sq = 0.0
+    if l2_m != 0:
+        w, dw = flat(W), flat(gW)
+        for i in range(w.size):
+            sq += w[i] * w[i]
+            dw[i] += w[i] * l2_m
+    if update:
+        apply_update(rule, W, gW, S1W, S2W, sc)
+        apply_update(rule, b, gb, S1b, S2b, sc)
+    return sq

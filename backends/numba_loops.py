@@ -15,10 +15,9 @@ from numba import njit
 from accelnn.backends.numba_kernels import (
     act_grad,
     activate,
-    apply_update,
-    flat,
     head_loss_delta,
     kernel,
+    l2_and_update,
 )
 
 
@@ -117,12 +116,6 @@ def train_step(Ws, bs, gWs, gbs, S1W, S1b, S2W, S2b, acts, head, X, Y, bufs, ter
             _back_t(delta, Ws[l], D)
             act_grad(D, A_prev, acts[l - 1])
             delta = D
-        if l2 != 0:
-            W, dW = flat(Ws[l]), flat(gWs[l])
-            for i in range(W.size):
-                sq += W[i] * W[i]
-                dW[i] += W[i] * l2_m
-        if update:
-            apply_update(rule, Ws[l], gWs[l], S1W[l], S2W[l], sc)
-            apply_update(rule, bs[l], gbs[l], S1b[l], S2b[l], sc)
+        sq += l2_and_update(Ws[l], bs[l], gWs[l], gbs[l], S1W[l], S1b[l], S2W[l], S2b[l], rule,
+                            sc, update, l2_m)
     return loss + l2 / (2 * m) * sq

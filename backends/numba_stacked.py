@@ -30,8 +30,6 @@ from accelnn.backends import numba_kernels as nk
 from accelnn.backends.numba_kernels import kernel
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# The kernels of numba_kernels.UPDATES by the code the epoch kernel dispatches on.
-RULE_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "rmsprop": 4}
 
 
 def epoch_function(network, head, rule):
@@ -39,12 +37,12 @@ def epoch_function(network, head, rule):
     update rule have kernels here; None for the others (they take the generic path)."""
     codes = [nk.ACT_CODES.get(a.name) for a in network.activations]
     if (np.dtype(network.dtype) not in FLOATS or None in codes
-            or head.name not in nk.HEAD_CODES or rule.name not in RULE_CODES):
+            or head.name not in nk.HEAD_CODES or rule.name not in nk.RULE_CODES):
         return None
     dtype = np.dtype(network.dtype)
     acts = np.array([*codes, nk.ACT_CODES["identity"]], dtype=np.int64)  # the output: bias only
     sizes = np.array(network.layer_sizes, dtype=np.int64)
-    head_code, rule_code = nk.HEAD_CODES[head.name], RULE_CODES[rule.name]
+    head_code, rule_code = nk.HEAD_CODES[head.name], nk.RULE_CODES[rule.name]
     dummy = np.zeros((1, 1, 1))
 
     def run(X, Y, stack, plan):
@@ -76,21 +74,6 @@ def _one_blas_thread():
     except ImportError:
         return None
     return threadpool_limits(1, user_api="blas")
-
-
-@kernel
-def _update(code, p, g, s1, s2, c):
-    """One update of the rule `code` (RULE_CODES) with its scalars c, cast to p's dtype."""
-    if code == 0:
-        nk.sgd(p, g, c[0])
-    elif code == 1:
-        nk.momentum(p, g, s1, c[0], c[1])
-    elif code == 2:
-        nk.nesterov(p, g, s1, c[0], c[1])
-    elif code == 3:
-        nk.adam(p, g, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5], c[6])
-    else:
-        nk.rmsprop(p, g, s1, c[0], c[1], c[2], c[3])
 
 
 @kernel
@@ -166,9 +149,8 @@ def _member(X, Y, idx, counts, weights, w_sums, weighted, sizes, acts, head, off
         loss = _head(prev, yb, head, weighted, weights[s], w_sums[s], cast)
         # backward, from the output layer down; each layer's update follows its gradients
         # (while they are in cache) once its W has served the layer below
-        if l2 != 0.0:
-            m = w_sums[s] if weighted else float(nb)
-            cast[0] = l2 / m
+        m = w_sums[s] if weighted else float(nb)
+        l2_m = p.dtype.type(l2 / m)
         squares = 0.0
         delta = prev
         dat = B * n_out[:L - 1].sum()
@@ -187,12 +169,9 @@ def _member(X, Y, idx, counts, weights, w_sums, weighted, sizes, acts, head, off
                 np.dot(delta, WT, dA)
                 nk.act_grad(dA, A_prev, acts[l - 1])
                 delta = dA
-            if l2 != 0.0:
-                for i in range(o, o + a * b):
-                    squares += p[i] * p[i]
-                    g[i] += cast[0] * p[i]
-            e = o + a * b + b
-            _update(code, p[o:e], g[o:e], s1[o:e], s2[o:e], scalars[s])
+            w, e = o + a * b, o + a * b + b
+            squares += nk.l2_and_update(p[o:w], p[w:e], g[o:w], g[w:e], s1[o:w], s1[w:e],
+                                        s2[o:w], s2[w:e], code, scalars[s], True, l2_m)
         if l2 != 0.0:
             loss += l2 / (2.0 * m) * squares
         losses[s] = loss

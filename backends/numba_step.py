@@ -29,11 +29,10 @@ from accelnn.backends.numba_kernels import (
     act_grad,
     add_bias_grad,
     all_finite,
-    apply_update,
     bias_act,
-    flat,
     head_loss_delta,
     kernel,
+    l2_and_update,
 )
 
 
@@ -66,16 +65,8 @@ def _backward(l, A_prev, delta, Ws, bs, gWs, gbs, S1W, S1b, S2W, S2b, acts, D, a
     if l > 0:
         np.dot(delta, Ws[l].T, D)
         act_grad(D, A_prev, acts[l - 1])
-    sq = 0.0
-    if l2_m != 0:
-        W, dW = flat(Ws[l]), flat(gWs[l])
-        for i in range(W.size):
-            sq += W[i] * W[i]
-            dW[i] += W[i] * l2_m
-    if update:
-        apply_update(rule, Ws[l], gWs[l], S1W[l], S2W[l], sc)
-        apply_update(rule, bs[l], gbs[l], S1b[l], S2b[l], sc)
-    return sq
+    return l2_and_update(Ws[l], bs[l], gWs[l], gbs[l], S1W[l], S1b[l], S2W[l], S2b[l], rule, sc,
+                         update, l2_m)
 
 
 @njit(inline="always")
