@@ -122,12 +122,6 @@ class Compiled:
             return kept[1]
         dt = self.dtype
         Xc, Yc = np.ascontiguousarray(X, dt), np.ascontiguousarray(Y, dt)
-        # A kernel compiled for read-only arrays fails to type (numba types its writes for
-        # every argument of that kind): read-only input (a memory map, a frozen array) is copied
-        if not Xc.flags.writeable:
-            Xc = Xc.copy()
-        if not Yc.flags.writeable:
-            Yc = Yc.copy()
         m = Xc.shape[0]
         update = self.rule is not None
         kind = "loops" if self._loops() else "blas"
