@@ -8,7 +8,9 @@ order rotated from round to round. A block is a median over calls lasting --bloc
 block during which other processes used the CPUs (their share of /proc/stat's busy time over
 --noise cores) is discarded and timed again, up to --retries times; the discarded blocks are
 counted in the output. The ratio of a row is the fastest peer's median over the rounds divided
-by numba's: above 1, numba is faster. float32, as the targets are stated.
+by numba's: above 1, numba is faster. float32, as the targets are stated. The peers that
+compute through NumPy's BLAS (scikit-learn) run on the BLAS threads accelnn's policy gives the
+row's largest GEMM, as the torch peer sets its own (accelnn.bench.subjects.ready).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
         inputs = make_inputs(config, "float32", fit=phase == "fit_epoch")
         for name in ["numba", *peers]:
             subject = make_subject(name, config, "float32", inputs)
-            ready(subject)
+            ready(subject, phase)
             t0 = time.perf_counter()
             fn = subject.phase(phase)
             fn()
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
                 key = (config_name, phase, name)
                 fn, subject, _ = fns[key]
                 for _ in range(args.retries + 1):
-                    ready(subject)
+                    ready(subject, phase)
                     median, other = block(fn, subject.synchronize, args.block)
                     if other <= args.noise:
                         times[key].append(median)

@@ -570,6 +570,23 @@ def test_inputs_are_exact_in_the_dtype():
         np.testing.assert_array_equal(a.astype(np.float32).astype(np.float64), a)
 
 
+def test_peers_get_the_policys_blas_threads_for_their_largest_gemm(monkeypatch):
+    """A peer runs its BLAS on what the policy gives the phase's largest GEMM, not on the
+    count accelnn's last GEMM left in the process; accelnn's own subjects are left alone."""
+    from accelnn.bench.subjects import ready
+    from accelnn.machine import BLAS_THREADS
+
+    asked, used = [], []
+    monkeypatch.setattr(BLAS_THREADS, "for_gemm", lambda macs: asked.append(macs) or 7)
+    monkeypatch.setattr(BLAS_THREADS, "use", used.append)
+    config = bench.CONFIGS["mnist"]
+    inputs = bench.make_inputs(config, "float32")
+    ready(bench.make_subject("numpy-plain", config, "float32", inputs), "predict")
+    assert asked == [config.predict_rows * 784 * 256] and used == [7]
+    ready(bench.make_subject("numpy", config, "float32", inputs), "predict")
+    assert used == [7]
+
+
 def test_a_row_noisy_for_its_own_spread_does_not_make_the_machine_busy():
     quiet = {"foreign_share": 0.01, "cpus": 2, "foreign_cpu_s": 5.0, "wall_s": 344.0,
              "contaminated_blocks": 0, "blocks": 1415, "rows_remeasured": 5, "rows_noisy": 1,

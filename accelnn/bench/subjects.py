@@ -92,14 +92,18 @@ def unavailable_reason(name: str) -> str | None:
     return None if status.available else status.reason
 
 
-def ready(subject) -> None:
-    """Call before timing `subject`: a peer runs on its libraries' own BLAS thread counts (as in
-    a process of its own), not on the count accelnn's policy last left in this process
-    (accelnn.machine.BLAS_THREADS); accelnn's backends set theirs at every GEMM."""
+def ready(subject, phase: str) -> None:
+    """Call before running `phase` of `subject`. A peer that computes through NumPy's BLAS
+    (numpy-plain, scikit-learn) gets the threads accelnn's policy gives the phase's largest
+    GEMM (accelnn.machine.BLAS_THREADS), as the torch peer sets its own: the library's cores
+    for a large network on free cores, one thread for a small one or on a busy machine (where
+    a multi-threaded BLAS stalls on a descheduled worker), and never the count accelnn's last
+    GEMM happened to leave in the process. accelnn's backends set theirs at every GEMM."""
     if subject.peer:
         from accelnn.machine import BLAS_THREADS
 
-        BLAS_THREADS.restore()
+        largest = max(g.m * g.k * g.n for g in subject.config.gemms(phase))
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(largest))
 
 
 def make_subject(name: str, config: Config, dtype: str, inputs: Inputs):
