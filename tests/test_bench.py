@@ -594,3 +594,18 @@ def test_a_row_noisy_for_its_own_spread_does_not_make_the_machine_busy():
     assert "machine quiet" in bench.load_line(quiet)
     assert "machine BUSY" in bench.load_line({**quiet, "rows_busy": 1})
     assert "machine BUSY" in bench.load_line({**quiet, "rows_noisy": 0, "foreign_share": 0.5})
+
+
+def test_contenders_are_timed_in_interleaved_blocks():
+    """measure_many takes one block of each contender in turn (the order rotated), so a slow
+    spell of the machine falls on all of them alike; each gets the timing of its own calls."""
+    turns = []
+    entries = [(_spin(d), lambda: None, lambda i=i: turns.append(i))
+               for i, d in enumerate((0.0005, 0.001, 0.002))]
+    timings = measuring.measure_many(entries, 0.02, 3)
+    blocks = turns[3:]  # after one calibration call each
+    assert turns[:3] == [0, 1, 2] and len(blocks) >= 6
+    assert sorted(blocks[:3]) == [0, 1, 2]  # every contender had a block before any had two
+    assert blocks[:3] != blocks[3:6]  # the order rotates from turn to turn
+    for t, d in zip(timings, (0.0005, 0.001, 0.002)):
+        assert d <= t.median_s < 1.5 * d + 0.0005

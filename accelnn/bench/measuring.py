@@ -67,34 +67,72 @@ def measure(fn, sync, min_time: float, min_samples: int, monitor: LoadMonitor | 
     sample of a few ms often slips between two preemptions that a 0.2 s block cannot (on a
     2-core machine under 2 CPUs of foreign load, a 0.6 ms step measured 16 ms as a median of
     2.5 ms samples, 0.75 ms as their fastest, 1.3 ms as the fastest of 25 ms samples)."""
-    one = time_once(fn, sync)
-    number = max(1, math.ceil(min_time / SAMPLES_PER_MIN_TIME / max(one, 1e-9)))
+    return measure_many([(fn, sync, None)], min_time, min_samples, monitor, attempts)[0]
+
+
+def measure_many(entries, min_time: float, min_samples: int,
+                 monitor: LoadMonitor | None = None, attempts: int = MAX_ATTEMPTS) -> list:
+    """`measure` for contenders timed together: entries are (fn, sync, before) with `before`
+    None or called ahead of each of fn's blocks. Their blocks are interleaved, one block of each
+    in turn (the order rotated from turn to turn), so that a change of the machine's speed that
+    lasts seconds (a neighbour's load, a slow phase of the host) falls on all of them alike
+    instead of on whichever was being timed: comparisons between them stay fair. Each gets its
+    own blocks, rounds and verdict exactly as `measure` gives them; a round goes on until every
+    contender has min_time and min_samples, and only the noisy ones are measured again.
+    Returns one Timing per entry, in order."""
+    numbers = []
+    for fn, sync, before in entries:
+        if before is not None:
+            before()
+        one = time_once(fn, sync)
+        numbers.append(max(1, math.ceil(min_time / SAMPLES_PER_MIN_TIME / max(one, 1e-9))))
     block_s = min(BLOCK_S, min_time / 2)
-    blocks: list[tuple[Block | None, list[float]]] = []
-    rounds = 0
-    while rounds < attempts:
-        rounds += 1
-        start, taken = time.perf_counter(), 0
-        while taken < min_samples or time.perf_counter() - start < min_time:
-            before, samples = monitor.read() if monitor else None, []
-            t_block = time.perf_counter()
-            while not samples or time.perf_counter() - t_block < block_s:
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                sync()
-                samples.append((time.perf_counter() - t0) / number)
-            blocks.append((monitor.block(before, monitor.read()) if monitor else None, samples))
-            taken += len(samples)
-        values, kept, dropped, noisy = _keep(blocks, number, min_time, min_samples)
-        if noisy is None or (monitor is not None and monitor.persistent()):
-            break
-    q1, med, q3 = np.percentile(values, [25, 50, 75])
-    taken = sum(len(s) for _, s in blocks)
-    foreign = [b.foreign_cpu_s for b, _ in blocks if b is not None]
-    return Timing(float(med), float(q1), float(q3), number * taken, taken, kept, len(blocks),
-                  dropped, rounds, sum(foreign) if foreign and None not in foreign else None,
-                  noisy)
+    blocks: list[list[tuple[Block | None, list[float]]]] = [[] for _ in entries]
+    rounds = [0] * len(entries)
+    verdicts: list = [None] * len(entries)
+    todo = list(range(len(entries)))
+    turn = 0
+    while todo:
+        for i in todo:
+            rounds[i] += 1
+        taken, spent = dict.fromkeys(todo, 0), dict.fromkeys(todo, 0.0)
+        while any(taken[i] < min_samples or spent[i] < min_time for i in todo):
+            order = todo[turn % len(todo):] + todo[:turn % len(todo)]
+            turn += 1
+            for i in order:
+                if taken[i] >= min_samples and spent[i] >= min_time:
+                    continue
+                fn, sync, before = entries[i]
+                if before is not None:
+                    before()
+                b0, samples = monitor.read() if monitor else None, []
+                t_block = time.perf_counter()
+                while not samples or time.perf_counter() - t_block < block_s:
+                    t0 = time.perf_counter()
+                    for _ in range(numbers[i]):
+                        fn()
+                    sync()
+                    samples.append((time.perf_counter() - t0) / numbers[i])
+                spent[i] += time.perf_counter() - t_block
+                blocks[i].append((monitor.block(b0, monitor.read()) if monitor else None,
+                                  samples))
+                taken[i] += len(samples)
+        for i in todo:
+            verdicts[i] = _keep(blocks[i], numbers[i], min_time, min_samples)
+        persistent = monitor is not None and monitor.persistent()
+        todo = [i for i in todo if verdicts[i][3] is not None and rounds[i] < attempts
+                and not persistent]
+    timings = []
+    for i in range(len(entries)):
+        values, kept, dropped, noisy = verdicts[i]
+        q1, med, q3 = np.percentile(values, [25, 50, 75])
+        taken_all = sum(len(s) for _, s in blocks[i])
+        foreign = [b.foreign_cpu_s for b, _ in blocks[i] if b is not None]
+        timings.append(Timing(float(med), float(q1), float(q3), numbers[i] * taken_all,
+                              taken_all, kept, len(blocks[i]), dropped, rounds[i],
+                              sum(foreign) if foreign and None not in foreign else None,
+                              noisy))
+    return timings
 
 
 def _keep(blocks, number: int, min_time: float, min_samples: int):

@@ -23,7 +23,7 @@ from .configs import (
     make_inputs,
 )
 from .load import BUSY, LoadMonitor
-from .measuring import agreement, measure, reference
+from .measuring import agreement, measure_many, reference
 from .progress import Progress
 from .subjects import backend_names, make_subject, ready, unavailable_reason
 
@@ -74,7 +74,7 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     records, gemm_rates = [], []
     bar = Progress(len(configs) * len(dtypes) * len(runnable) * len(phases)
                    if progress else 0)
-    timed = functools.partial(measure, min_samples=min_samples, monitor=monitor)
+    timed = functools.partial(measure_many, min_samples=min_samples, monitor=monitor)
     for config in configs:
         for dtype in dtypes:
             inputs = make_inputs(config, dtype, seed, fit="fit_epoch" in phases)
@@ -82,12 +82,10 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
                 ref, ref_error = reference(config, inputs, phases), None
             except Exception as exc:
                 ref, ref_error = None, f"reference failed: {_error_text(exc)}"
-            for name in runnable:
-                rows, gemm = _bench_subject(name, config, dtype, inputs, phases, ref,
-                                            ref_error, min_time, timed, bar.row)
-                records += rows
-                if gemm:
-                    gemm_rates.append(gemm)
+            rows, gemms = _bench_config(runnable, config, dtype, inputs, phases, ref,
+                                        ref_error, min_time, timed, bar.row)
+            records += rows
+            gemm_rates += gemms
     bar.close()
     _add_speedups(records)
     from accelnn.machine import machine_info
@@ -111,63 +109,96 @@ def run(configs=None, backends=None, dtypes=None, phases=None, *, quick: bool = 
     }
 
 
-def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time, timed, done):
-    """The rows of one backend on one (config, dtype), and its GEMM rates; `done(row)` is
-    called as each row is finished. timed(fn, sync, min_time, ...) is `measure` with the run's
-    min_samples and load monitor. Every
-    step is guarded: what raises marks the rows failed with the error, the rest is kept. A
-    peer's errors are measured but not judged (within_limit stays None)."""
-    measured = dict.fromkeys(("device", "error", "median_s", "q1_s", "q3_s", "iqr_s", "calls",
-                              "samples", "kept_samples", "blocks", "dropped_blocks", "attempts",
-                              "foreign_cpu_s", "noisy", "samples_per_s", "gflops",
-                              "gemm_gflops", "gemm_fraction", "compile_s", "max_rel_err",
-                              "weights_rel_err", "within_limit", "errors",
-                              "speedup_vs_numpy"))
-    rows = {p: {"config": config.name, "phase": p, "backend": name, "dtype": dtype,
-                "peer": name in PEERS, "batch": config.batch, "layers": list(config.layers),
-                "gflop": config.flops(p) / 1e9, "err_limit": ERR_LIMITS[dtype],
-                "weights_err_limit": WEIGHTS_LIMITS[dtype], "status": "ok", **measured}
-            for p in phases}
+def _bench_config(names, config, dtype, inputs, phases, ref, ref_error, min_time, timed,
+                  done):
+    """The rows of every backend in `names` on one (config, dtype), and their GEMM rates;
+    `done(row)` is called as each row is finished. Each phase is timed on all the backends
+    together, their timing blocks interleaved (timed(entries, min_time, ...) is
+    `measure_many` with the run's min_samples and load monitor), so that a slow spell of the
+    machine falls on every contender alike. Every step is guarded: what raises marks the rows
+    failed with the error, the rest is kept. A peer's errors are measured but not judged
+    (within_limit stays None)."""
+    benches = [_Bench(name, config, dtype, inputs, phases, done) for name in names]
+    for p in phases:
+        live = [b for b in benches if p in b.first]
+        entries = [(b.first[p][0], b.subject.synchronize, functools.partial(ready, b.subject, p))
+                   for b in live]
+        try:
+            timings = timed(entries, min_time) if live else []
+        except Exception:  # one of them raised: time each alone, so that only it fails
+            timings = []
+            for entry in entries:
+                try:
+                    timings.append(timed([entry], min_time)[0])
+                except Exception as exc:
+                    timings.append(exc)
+        for b, t in zip(live, timings):
+            if isinstance(t, Exception):
+                b.fail(b.rows[p], t)
+                done(b.rows[p])
+            else:
+                b.finish(p, t, ref, ref_error, min_time, timed)
+    return ([row for b in benches for row in b.rows.values()],
+            [g for b in benches if (g := b.gemm_rates()) is not None])
 
-    def fail(row, exc):
+
+class _Bench:
+    """One backend's part of `_bench_config`: its rows, its subject and the first call of each
+    phase (timed apart: the compile time)."""
+
+    def __init__(self, name, config, dtype, inputs, phases, done):
+        self.name, self.config, self.dtype, self.done = name, config, dtype, done
+        measured = dict.fromkeys((
+            "device", "error", "median_s", "q1_s", "q3_s", "iqr_s", "calls", "samples",
+            "kept_samples", "blocks", "dropped_blocks", "attempts", "foreign_cpu_s", "noisy",
+            "samples_per_s", "gflops", "gemm_gflops", "gemm_fraction", "compile_s",
+            "max_rel_err", "weights_rel_err", "within_limit", "errors", "speedup_vs_numpy"))
+        self.rows = {p: {"config": config.name, "phase": p, "backend": name, "dtype": dtype,
+                         "peer": name in PEERS, "batch": config.batch,
+                         "layers": list(config.layers), "gflop": config.flops(p) / 1e9,
+                         "err_limit": ERR_LIMITS[dtype],
+                         "weights_err_limit": WEIGHTS_LIMITS[dtype], "status": "ok",
+                         **measured}
+                     for p in phases}
+        self.first: dict = {}
+        self.seconds: dict = {}  # GEMM -> median seconds of one call of the backend's matmul
+        self.shapes = list(dict.fromkeys(g for p in phases for g in config.gemms(p)))
+        try:
+            self.subject = make_subject(name, config, dtype, inputs)
+        except Exception as exc:
+            for row in self.rows.values():
+                self.fail(row, exc)
+                done(row)
+            return
+        for p in phases:  # first calls before anything else runs on this subject: compile time
+            self.rows[p]["device"] = self.subject.device
+            try:
+                ready(self.subject, p)
+                t0 = time.perf_counter()
+                fn = self.subject.phase(p)
+                fn()
+                self.subject.synchronize()
+                self.first[p] = fn, time.perf_counter() - t0
+            except Exception as exc:
+                self.fail(self.rows[p], exc)
+                done(self.rows[p])
+
+    @staticmethod
+    def fail(row, exc) -> None:
         row["status"], row["error"] = "failed", _error_text(exc)
 
-    try:
-        subject = make_subject(name, config, dtype, inputs)
-    except Exception as exc:
-        for row in rows.values():
-            fail(row, exc)
-            done(row)
-        return list(rows.values()), None
+    def _gemm_seconds(self, g: Gemm, min_time: float, timed) -> float:
+        if g not in self.seconds:
+            subject = self.subject
+            self.seconds[g] = timed([(subject.gemm(g), subject.synchronize, None)],
+                                    min_time / len(self.shapes), attempts=1)[0].median_s
+        return self.seconds[g]
 
-    first = {}
-    for p in phases:  # first calls before anything else runs on this subject: compile time
-        rows[p]["device"] = subject.device
+    def finish(self, p, t, ref, ref_error, min_time, timed) -> None:
+        """Fill phase p's row from its timing t, the GEMM rate and the agreement; done(row)."""
+        config, dtype, subject = self.config, self.dtype, self.subject
+        row, flops, first_s = self.rows[p], config.flops(p), self.first[p][1]
         try:
-            ready(subject, p)
-            t0 = time.perf_counter()
-            fn = subject.phase(p)
-            fn()
-            subject.synchronize()
-            first[p] = fn, time.perf_counter() - t0
-        except Exception as exc:
-            fail(rows[p], exc)
-            done(rows[p])
-
-    shapes = list(dict.fromkeys(g for p in phases for g in config.gemms(p)))
-    seconds = {}  # GEMM -> median seconds of one call of the backend's matmul
-
-    def gemm_seconds(g: Gemm) -> float:
-        if g not in seconds:
-            seconds[g] = timed(subject.gemm(g), subject.synchronize, min_time / len(shapes),
-                               attempts=1).median_s
-        return seconds[g]
-
-    for p, (fn, first_s) in first.items():
-        row, flops = rows[p], config.flops(p)
-        try:
-            ready(subject, p)
-            t = timed(fn, subject.synchronize, min_time)
             row.update(median_s=t.median_s, q1_s=t.q1_s, q3_s=t.q3_s, iqr_s=t.q3_s - t.q1_s,
                        calls=t.calls, samples=t.samples, kept_samples=t.kept,
                        blocks=t.blocks, dropped_blocks=t.dropped, attempts=t.attempts,
@@ -175,7 +206,9 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
                        samples_per_s=config.rows(p) / t.median_s,
                        gflops=flops / t.median_s / 1e9,
                        compile_s=max(0.0, first_s - t.median_s))
-            rate = flops / sum(gemm_seconds(g) for g in config.gemms(p)) / 1e9
+            ready(subject, p)
+            rate = flops / sum(self._gemm_seconds(g, min_time, timed)
+                               for g in config.gemms(p)) / 1e9
             row.update(gemm_gflops=rate, gemm_fraction=row["gflops"] / rate)
             if ref is None:
                 raise RuntimeError(ref_error)
@@ -190,12 +223,17 @@ def _bench_subject(name, config, dtype, inputs, phases, ref, ref_error, min_time
                 row["within_limit"] = (row["max_rel_err"] <= ERR_LIMITS[dtype] and
                                        (row["weights_rel_err"] or 0.0) <= WEIGHTS_LIMITS[dtype])
         except Exception as exc:
-            fail(row, exc)
-        done(row)
-    gemm = {"config": config.name, "backend": name, "dtype": dtype, "device": subject.device,
-            "shapes": [{**g._asdict(), "median_s": s, "gflops": g.flops / s / 1e9}
-                       for g, s in seconds.items()]} if seconds else None
-    return list(rows.values()), gemm
+            self.fail(row, exc)
+        self.done(row)
+
+    def gemm_rates(self) -> dict | None:
+        """The backend's GEMM rates on this configuration's shapes, or None."""
+        if not self.seconds:
+            return None
+        return {"config": self.config.name, "backend": self.name, "dtype": self.dtype,
+                "device": self.subject.device,
+                "shapes": [{**g._asdict(), "median_s": s, "gflops": g.flops / s / 1e9}
+                           for g, s in self.seconds.items()]}
 
 
 def _add_speedups(records) -> None:
