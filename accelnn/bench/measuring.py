@@ -71,7 +71,8 @@ def measure(fn, sync, min_time: float, min_samples: int, monitor: LoadMonitor | 
 
 
 def measure_many(entries, min_time: float, min_samples: int,
-                 monitor: LoadMonitor | None = None, attempts: int = MAX_ATTEMPTS) -> list:
+                 monitor: LoadMonitor | None = None,
+                 attempts: int = MAX_ATTEMPTS) -> list[Timing]:
     """`measure` for contenders timed together: entries are (fn, sync, before) with `before`
     None or called ahead of each of fn's blocks. Their blocks are interleaved, one block of each
     in turn (the order rotated from turn to turn), so that a change of the machine's speed that
