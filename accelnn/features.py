@@ -35,8 +35,16 @@ def check_feature_names(fitted: np.ndarray | None, X) -> np.ndarray | None:
     """X's feature names, checked against those a model was fitted with: ValueError naming
     the differences when both have names and they differ. Returns X's names (or None)."""
     names = feature_names(X)
-    if fitted is None or names is None or np.array_equal(names, fitted):
-        return names
+    if fitted is not None and names is not None:
+        compare_names(fitted, names, "X's feature names")
+    return names
+
+
+def compare_names(fitted, names, what: str) -> None:
+    """ValueError when the feature names `names` differ from `fitted` (those a model was
+    fitted with), naming the differences; `what` starts the message."""
+    if np.array_equal(np.asarray(names, dtype=object), np.asarray(fitted, dtype=object)):
+        return
     unexpected = [n for n in names if n not in set(fitted)]
     missing = [n for n in fitted if n not in set(names)]
     detail = []
@@ -47,5 +55,5 @@ def check_feature_names(fitted: np.ndarray | None, X) -> np.ndarray | None:
     if not detail:
         detail.append(f"the order differs: fitted with {list(fitted)[:10]}, got "
                       f"{list(names)[:10]}")
-    raise ValueError(f"X's feature names differ from those the model was fitted with; "
+    raise ValueError(f"{what} differ from those the model was fitted with; "
                      f"{'; '.join(detail)}")

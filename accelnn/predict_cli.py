@@ -28,6 +28,7 @@ from accelnn.cli_shared import (
     read_args_data,
     score,
 )
+from accelnn.features import compare_names
 
 
 def add_predict_parser(subparsers):
@@ -101,6 +102,23 @@ def _check_columns(args, table, n_inputs: int) -> None:
                      f"takes {n_inputs} inputs{hint}")
 
 
+def _by_name(args, table, fitted) -> np.ndarray:
+    """table.X with its columns in the model's order. When the model knows its features' names
+    (a CSV with a header trained it) and the CSV has a header, the columns are matched by
+    name: the same names in another order are put in the model's order (said on stderr), and
+    other names are refused, naming them; a CSV's columns are never taken by position alone
+    when names say otherwise."""
+    if fitted is None or table.names is None:
+        return table.X
+    names, fitted = [str(n) for n in table.names], [str(n) for n in fitted]
+    if names != fitted and sorted(names) == sorted(fitted) and len(set(names)) == len(names):
+        print(f"{args.data}: columns taken by name, in the order {args.model} was trained "
+              f"with", file=sys.stderr)
+        return table.X[:, [names.index(n) for n in fitted]]
+    compare_names(fitted, names, f"{args.data}: the columns' names")
+    return table.X
+
+
 def as_text(values: np.ndarray) -> list[str]:
     """CSV cells for a 1-D array: floats as the shortest text that reads back as the same
     value of their own dtype (a float32 191.78987, not 191.7898712158203), others as str."""
@@ -159,8 +177,9 @@ def run_predict(args) -> int:
     if describe(args.data, table):
         print(describe(args.data, table), file=sys.stderr)
     _check_columns(args, table, model.layer_sizes[0])
-    pred = predict_rows(model, table.X)
-    proba = predict_rows(model, table.X, proba=True) if args.proba else None
+    X = _by_name(args, table, getattr(model, "feature_names_in_", None))
+    pred = predict_rows(model, X)
+    proba = predict_rows(model, X, proba=True) if args.proba else None
     columns = _columns(model, pred, proba)
     if args.output is None:
         _write_csv(columns, sys.stdout)

@@ -220,8 +220,10 @@ def run_train(args) -> int:
     import accelnn
     from accelnn._data import resolve_dtype
     from accelnn.scaling import Standardizer
+    from accelnn.tabular import check_source
 
     dtype = resolve_dtype(args.dtype)  # a bad --dtype or ACCELNN_DTYPE, before any reading
+    check_source(args.data)  # a missing DATA first: --force would not help there
     outputs = {"--output": args.output, "--plot": args.plot}
     check_outputs(outputs, {"DATA": args.data, "--target": path_or_none(args.target)})
     refuse_existing(outputs, args.force)
@@ -272,6 +274,8 @@ def run_train(args) -> int:
     seconds = time.perf_counter() - t0
     if scaler is not None:
         scaler.fold(model)
+    if table.names is not None:  # predict matches a CSV's columns to these by name
+        model.feature_names_in_ = np.asarray(table.names, dtype=object)
     print(f"trained {history.epochs} epochs in {seconds:.2f} s on {model.backend.name}")
     for prefix, label, rows in (("", "train", train), ("val_", "validation", val)):
         if len(rows):

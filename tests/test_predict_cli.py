@@ -129,3 +129,51 @@ def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path, capsys):
         assert (f"--output '{pipe}' exists and is not a regular file (a device, a pipe or a "
                 f"socket)") in capsys.readouterr().err
     assert not pipe.is_file() and pipe.exists()
+
+
+def test_columns_are_matched_by_name_when_both_have_names(tmp_path, capsys):
+    """A model trained on a CSV with a header keeps the features' names; predict takes a CSV's
+    columns by name (another order is put right and said), and refuses other names, naming
+    them, instead of predicting from the wrong columns."""
+    X, y = accelnn.datasets.make_flower(200, seed=0)
+    X = np.column_stack([X, X[:, 0] * 0.5 - X[:, 1]])
+    header = ["a", "b", "c"]
+
+    def write(name, order, names):
+        path = tmp_path / name
+        path.write_text(",".join([names[i] for i in order] + ["y"]) + "\n" + "".join(
+            ",".join(repr(float(row[i])) for i in order) + f",{int(t)}\n"
+            for row, t in zip(X, y)))
+        return str(path)
+
+    model = _trained(tmp_path, write("train.csv", [0, 1, 2], header))
+    assert list(accelnn.MLP.load(model).feature_names_in_) == header
+    outs = []
+    for name, order in (("same.csv", [0, 1, 2]), ("shuffled.csv", [2, 0, 1])):
+        out = tmp_path / f"p-{name}"
+        capsys.readouterr()
+        assert main(["predict", model, write(name, order, header), "--target", "y",
+                     "--output", str(out)]) == 0
+        outs.append(_rows(out))
+    assert outs[0] == outs[1]
+    assert "columns taken by name" in capsys.readouterr().err
+    renamed = write("renamed.csv", [0, 1, 2], ["a", "b", "z"])
+    assert main(["predict", model, renamed, "--target", "y"]) == 2
+    err = capsys.readouterr().err
+    assert "unseen at fit time: ['z']" in err and "missing now: ['c']" in err
+
+
+def test_a_closed_pipe_ends_predict_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    data = _flower(tmp_path)
+    model = _trained(tmp_path, data)
+    big = tmp_path / "big.csv"  # far more than a pipe holds: its reader leaves early
+    lines = open(data).read().splitlines()
+    big.write_text("\n".join([lines[0], *lines[1:] * 300]) + "\n")
+    run = subprocess.run(f"{sys.executable} -m accelnn.cli predict {model} {big} "
+                         f"--target species | head -1", shell=True, capture_output=True,
+                         text=True, timeout=300)
+    assert run.stdout.strip() == "prediction"
+    assert "Broken pipe" not in run.stderr and "Traceback" not in run.stderr
