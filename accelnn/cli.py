@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -83,12 +84,14 @@ def _bench_many(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from accelnn._version import __version__
     from accelnn.bench import add_arguments
     from accelnn.bench.many import add_arguments as add_many_arguments
     from accelnn.predict_cli import add_predict_parser
     from accelnn.train_cli import add_train_parser
 
     parser = argparse.ArgumentParser(prog="accelnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"accelnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="backends available here, and why not; machine and BLAS",
                    description="Print accelnn's version, the machine (CPU, cores, BLAS, the "
@@ -134,6 +137,12 @@ def main(argv=None) -> int:
                "train": run_train, "predict": run_predict}[args.command]
     try:
         return handler(args)
+    except BrokenPipeError:
+        # The reader of standard output went away (`accelnn predict ... | head`): stop
+        # quietly, as Unix tools do; stdout goes to devnull so that its flush at exit
+        # cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except (BackendError, ValueError, TypeError, ImportError, OSError, RuntimeError,
             FloatingPointError) as exc:
         print(f"accelnn {args.command}: error: {exc}", file=sys.stderr)

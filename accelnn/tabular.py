@@ -77,14 +77,21 @@ def read_table(source, target="auto", *, header="auto", delimiter: str = "auto",
         if ext == ".npz":
             return Table(*_load_npz(path, target), None)
         return read_csv(path, target, header, delimiter, decimal)
-    if path in BUILTIN:
-        if not (target is None or is_auto(target)):
-            raise ValueError(f"the built-in data set {path!r} has its own target; leave "
-                             f"target unset, got {target!r}")
-        X, y = BUILTIN[path]()
-        return Table(X, None if target is None else y, None)
-    raise ValueError(f"{path!r} is neither a file nor a built-in data set "
-                     f"({', '.join(BUILTIN)})")
+    check_source(path)
+    if not (target is None or is_auto(target)):
+        raise ValueError(f"the built-in data set {path!r} has its own target; leave "
+                         f"target unset, got {target!r}")
+    X, y = BUILTIN[path]()
+    return Table(X, None if target is None else y, None)
+
+
+def check_source(source) -> None:
+    """ValueError unless `source` is a file or the name of a built-in data set: what the
+    command line checks before anything else."""
+    path = os.fspath(source)
+    if not (os.path.isfile(path) or path in BUILTIN):
+        raise ValueError(f"{path!r} is neither a file nor a built-in data set "
+                         f"({', '.join(BUILTIN)})")
 
 
 # ---------------------------------------------------------------------- NumPy files

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import accelnn
+from accelnn.cli import main
 from accelnn.predict_cli import add_predict_parser, run_predict
 from accelnn.tabular import load_data
 from accelnn.train_cli import add_train_parser, run_train
@@ -233,3 +234,18 @@ def test_the_accelnn_command_reports_failures_without_a_traceback(tmp_path, caps
     np.savetxt(tmp_path / "d.csv", np.ones((2, 2)), delimiter=",")
     assert main(["predict", str(tmp_path / "auto.npz"), str(tmp_path / "d.csv")]) == 2
     assert "accelnn predict: error: the output is 'auto'" in capsys.readouterr().err
+
+
+def test_a_missing_data_file_is_named_before_an_existing_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.npz").write_bytes(b"an earlier model")
+    assert main(["train", "nosuch.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "'nosuch.csv' is neither a file nor a built-in data set" in err and "--force" not in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"accelnn {accelnn.__version__}"
