@@ -67,7 +67,7 @@ def recommend(records: list[dict], min_margin: float = MIN_MARGIN) -> list[dict]
         cands = sorted((r for r in at if not r["peer"] and _usable(r)),
                        key=lambda r: -r["samples_per_s"])
         best = cands[0]
-        rec.update(phase=basis[0], dtype=basis[1],
+        rec.update(phase=basis[0], dtype=basis[1], batch=best["batch"],
                    excluded={r["backend"]: r["error"] or "error beyond its limit"
                              for r in at if not r["peer"] and not _usable(r)},
                    peers={r["backend"]: r["samples_per_s"] / best["samples_per_s"]

@@ -61,7 +61,8 @@ def load_line(load: dict | None) -> str:
 def _machine_line(m: dict) -> str:
     blas = "; ".join(
         f"{b.get('internal_api')} {b.get('version')} (kernel {b.get('architecture')}, "
-        f"{b.get('num_threads')} threads)" if "error" not in b else b["error"]
+        f"{b.get('num_threads')} thread{'' if b.get('num_threads') == 1 else 's'})"
+        if "error" not in b else b["error"]
         for b in m.get("blas", [])) or "unknown"
     gpus = [f"{n}: {i.get('gpu', i.get('device'))}" for n, i in m.get("backends", {}).items()
             if i.get("device") not in (None, "cpu")]
@@ -154,7 +155,7 @@ def plot(report: dict, path):
                              figsize=(5.5 * len(s["dtypes"]), 4 * len(s["phases"])))
     width = 0.8 / max(len(backends), 1)
     labels = {r["config"]: f"{r['config']}\n{layers_text(r['layers'])}\nbatch {r['batch']}"
-              for r in report["records"]}
+              for r in sorted(report["records"], key=lambda r: r["phase"] != "predict")}
     for i, phase in enumerate(s["phases"]):
         for j, dtype in enumerate(s["dtypes"]):
             ax = axes[i][j]

@@ -154,7 +154,8 @@ class _Bench:
             "samples_per_s", "gflops", "gemm_gflops", "gemm_fraction", "compile_s",
             "max_rel_err", "weights_rel_err", "within_limit", "errors", "speedup_vs_numpy"))
         self.rows = {p: {"config": config.name, "phase": p, "backend": name, "dtype": dtype,
-                         "peer": name in PEERS, "batch": config.batch,
+                         "peer": name in PEERS,
+                         "batch": config.rows(p) if p == "predict" else config.batch,
                          "layers": list(config.layers), "gflop": config.flops(p) / 1e9,
                          "err_limit": ERR_LIMITS[dtype],
                          "weights_err_limit": WEIGHTS_LIMITS[dtype], "status": "ok",
