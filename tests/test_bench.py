@@ -609,3 +609,12 @@ def test_contenders_are_timed_in_interleaved_blocks():
     assert blocks[:3] != blocks[3:6]  # the order rotates from turn to turn
     for t, d in zip(timings, (0.0005, 0.001, 0.002)):
         assert d <= t.median_s < 1.5 * d + 0.0005
+
+
+def test_a_predict_rows_batch_is_its_rows_per_call():
+    report = bench.run(configs=["mnist"], backends=["numpy"], dtypes=["float32"],
+                       phases=["predict", "train_step"], quick=True, min_time=0.002,
+                       progress=False)
+    batch = {r["phase"]: r["batch"] for r in report["records"]}
+    assert batch == {"predict": 1000, "train_step": 128}
+    assert "batch 128" in bench.recommend(report["records"])[0]["text"]
