@@ -4,6 +4,7 @@ the scores of predictions against targets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -127,3 +128,17 @@ def score(model, pred: np.ndarray, y: np.ndarray) -> str:
         r2 = "R² undefined (constant targets)"
     return (f"{r2}, mean absolute error {np.mean(np.abs(err)):.6g}, mean squared error "
             f"{np.mean(err ** 2):.6g} on {n} samples")
+
+
+@contextlib.contextmanager
+def numba_compiles():
+    """Count numba's compilations inside the block: yields a callable giving the count so far
+    (0 without numba). A first run on a machine compiles the numba backend's kernels (seconds),
+    and later runs load them from numba's cache, which is no compilation."""
+    try:
+        from numba.core import event
+    except ImportError:
+        yield lambda: 0
+        return
+    with event.install_recorder("numba:compile") as recorder:
+        yield lambda: sum(1 for _, ev in recorder.buffer if ev.is_start)

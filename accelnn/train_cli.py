@@ -32,6 +32,7 @@ from accelnn.cli_shared import (
     add_data_arguments,
     check_outputs,
     describe,
+    numba_compiles,
     path_or_none,
     predict_rows,
     read_args_data,
@@ -266,17 +267,22 @@ def run_train(args) -> int:
         if len(val):
             val_y = y[val] if scaler is None else scaler.targets(y[val])
             val_data = (_rows_for_fit(X, val, scaler, dtype, None), val_y)
-        history = model.fit(fit_X, fit_y, epochs=args.epochs, batch_size=args.batch_size,
-                            optimizer=args.optimizer, lr=args.lr, validation_data=val_data,
-                            metrics=("accuracy",) if task == "classify" else (),
-                            verbose=0 if args.quiet else 1)
+        with numba_compiles() as compiled:
+            history = model.fit(fit_X, fit_y, epochs=args.epochs, batch_size=args.batch_size,
+                                optimizer=args.optimizer, lr=args.lr,
+                                validation_data=val_data,
+                                metrics=("accuracy",) if task == "classify" else (),
+                                verbose=0 if args.quiet else 1)
+            compiles = compiled()
         del fit_X, val_data  # the temporary file's memory map, before its folder goes
     seconds = time.perf_counter() - t0
     if scaler is not None:
         scaler.fold(model)
     if table.names is not None:  # predict matches a CSV's columns to these by name
         model.feature_names_in_ = np.asarray(table.names, dtype=object)
-    print(f"trained {history.epochs} epochs in {seconds:.2f} s on {model.backend.name}")
+    print(f"trained {history.epochs} epochs in {seconds:.2f} s on {model.backend.name}"
+          + (", compiling the numba kernels it needs on the way (once: later runs load them "
+             "from numba's cache)" if compiles else ""))
     for prefix, label, rows in (("", "train", train), ("val_", "validation", val)):
         if len(rows):
             print(f"{label}: loss {history[prefix + 'loss'][-1]:.4f}, "

@@ -249,3 +249,31 @@ def test_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"accelnn {accelnn.__version__}"
+
+
+@pytest.mark.parametrize("compiles", [0, 5])
+def test_a_first_run_says_its_time_includes_compiling(tmp_path, monkeypatch, capsys, compiles):
+    import contextlib
+
+    import accelnn.train_cli as train_cli
+
+    monkeypatch.setattr(train_cli, "numba_compiles",
+                        lambda: contextlib.nullcontext(lambda: compiles))
+    assert main(["train", "xor", "--epochs", "2", "--quiet", "--backend", "numpy",
+                 "--output", str(tmp_path / "m.npz")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("trained "))
+    assert ("compiling the numba kernels" in line) == bool(compiles)
+
+
+def test_numba_compilations_are_counted():
+    pytest.importorskip("numba")
+    from numba import njit
+
+    from accelnn.cli_shared import numba_compiles
+
+    with numba_compiles() as compiled:
+        njit(lambda x: x + 1)(1)
+    assert compiled() >= 1
+    with numba_compiles() as compiled:
+        pass
+    assert compiled() == 0
