@@ -93,7 +93,9 @@ class NumbaBackend(Backend):
         try:
             layer = numba.threading_layer()
         except ValueError:  # no parallel kernel has run: report the configured choice
-            layer = f"{numba.config.THREADING_LAYER} (not initialised; kernels are serial)"
+            layer = (f"{numba.config.THREADING_LAYER}, not started yet (it runs fit_many's "
+                     f"members in parallel; a single model's kernels are serial, and its GEMMs "
+                     f"use BLAS threads: see blas_threads)")
         return {**super().info(), "numba": numba.__version__, "threading_layer": layer,
                 "num_threads": numba.get_num_threads(), "blas": blas_summary(),
                 "blas_threads": BLAS_THREADS.describe()}
