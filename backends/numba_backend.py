@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from accelnn.backends.base import Backend
+from accelnn.machine import BLAS_THREADS, blas_summary
 from accelnn.optimizers import RULES
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -65,8 +66,6 @@ class NumbaBackend(Backend):
         # and a policy that missed it left its threads alone.
         import scipy.linalg.cython_blas  # noqa: F401
 
-        from accelnn.machine import BLAS_THREADS
-
         BLAS_THREADS.refresh()
 
         from accelnn.backends import numba_kernels
@@ -87,8 +86,6 @@ class NumbaBackend(Backend):
 
     def info(self) -> dict:
         import numba
-
-        from accelnn.machine import BLAS_THREADS, blas_summary
 
         try:
             layer = numba.threading_layer()

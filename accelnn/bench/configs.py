@@ -90,6 +90,11 @@ class Config:
     def flops(self, phase: str) -> int:
         return sum(g.flops for g in self.gemms(phase))
 
+    def largest_gemm(self, phase: str) -> int:
+        """The multiply-adds of the largest GEMM one call of `phase` performs: what the BLAS
+        thread policy (accelnn.machine.BLAS_THREADS) decides a phase's threads by."""
+        return max(g.m * g.k * g.n for g in self.gemms(phase))
+
 
 CONFIGS = {c.name: c for c in (
     Config("seed", (2, 4, 1), "tanh", "sigmoid", 400, "flower"),

@@ -93,8 +93,8 @@ class TorchSubject:
             call = self._fit(params)
         else:
             call = self._sgd_step(params)
-        largest = max(g.m * g.k * g.n for g in self.config.gemms(phase))
-        threads = 1 if BLAS_THREADS.for_gemm(largest) == 1 else self.default_threads
+        threads = 1 if BLAS_THREADS.for_gemm(self.config.largest_gemm(phase)) == 1 \
+            else self.default_threads
 
         def run():
             if self.dev.type == "cpu":

@@ -102,8 +102,7 @@ def ready(subject, phase: str) -> None:
     if subject.peer:
         from accelnn.machine import BLAS_THREADS
 
-        largest = max(g.m * g.k * g.n for g in subject.config.gemms(phase))
-        BLAS_THREADS.use(BLAS_THREADS.for_gemm(largest))
+        BLAS_THREADS.use(BLAS_THREADS.for_gemm(subject.config.largest_gemm(phase)))
 
 
 def make_subject(name: str, config: Config, dtype: str, inputs: Inputs):
