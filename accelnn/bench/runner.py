@@ -120,6 +120,8 @@ def _bench_config(names, config, dtype, inputs, phases, ref, ref_error, min_time
     (within_limit stays None)."""
     benches = [_Bench(name, config, dtype, inputs, phases, done) for name in names]
     for p in phases:
+        for b in benches:
+            b.first_call(p)
         live = [b for b in benches if p in b.first]
         entries = [(b.first[p][0], b.subject.synchronize, functools.partial(ready, b.subject, p))
                    for b in live]
@@ -143,8 +145,8 @@ def _bench_config(names, config, dtype, inputs, phases, ref, ref_error, min_time
 
 
 class _Bench:
-    """One backend's part of `_bench_config`: its rows, its subject and the first call of each
-    phase (timed apart: the compile time)."""
+    """One backend's part of `_bench_config`: its rows, its subject (None when it could not
+    be made) and the first call of each phase (timed apart: the compile time)."""
 
     def __init__(self, name, config, dtype, inputs, phases, done):
         self.name, self.config, self.dtype, self.done = name, config, dtype, done
@@ -164,25 +166,31 @@ class _Bench:
         self.first: dict = {}
         self.seconds: dict = {}  # GEMM -> median seconds of one call of the backend's matmul
         self.shapes = list(dict.fromkeys(g for p in phases for g in config.gemms(p)))
+        self.subject = None
         try:
             self.subject = make_subject(name, config, dtype, inputs)
         except Exception as exc:
             for row in self.rows.values():
                 self.fail(row, exc)
                 done(row)
+
+    def first_call(self, p) -> None:
+        """Build phase p and run its first call, before p is timed on this subject: its
+        compile time. Done phase by phase, so that the first rows are reported before later
+        phases compile (a fresh install compiles numba's kernels for seconds)."""
+        if self.subject is None:
             return
-        for p in phases:  # first calls before anything else runs on this subject: compile time
-            self.rows[p]["device"] = self.subject.device
-            try:
-                ready(self.subject, p)
-                t0 = time.perf_counter()
-                fn = self.subject.phase(p)
-                fn()
-                self.subject.synchronize()
-                self.first[p] = fn, time.perf_counter() - t0
-            except Exception as exc:
-                self.fail(self.rows[p], exc)
-                done(self.rows[p])
+        self.rows[p]["device"] = self.subject.device
+        try:
+            ready(self.subject, p)
+            t0 = time.perf_counter()
+            fn = self.subject.phase(p)
+            fn()
+            self.subject.synchronize()
+            self.first[p] = fn, time.perf_counter() - t0
+        except Exception as exc:
+            self.fail(self.rows[p], exc)
+            self.done(self.rows[p])
 
     @staticmethod
     def fail(row, exc) -> None:
